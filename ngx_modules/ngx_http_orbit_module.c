@@ -1,0 +1,617 @@
+/*
+ * OrbitDesk: the http module.  Directives, worker start and exit of the io
+ * drivers, migrations at start, and the "orbit_api" content handler.
+ *
+ *   orbit_postgres  "conninfo" [pool=N] [queue=N] [timeout=T]
+ *                   [connect_timeout=T];
+ *   orbit_redis     ADDRESS:PORT [timeout=T];
+ *   orbit_migrations DIR;
+ *   orbit_migrate   on | off;
+ *   orbit_api;
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_orbit_module.h"
+#include "api/orbit_api.h"
+#include "store/orbit_migrate.h"
+
+
+static ngx_int_t ngx_http_orbit_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_orbit_migrate(ngx_conf_t *cf,
+    ngx_http_orbit_main_conf_t *omcf);
+static void ngx_http_orbit_migrate_log(void *data, const char *msg);
+static ngx_int_t ngx_http_orbit_init_process(ngx_cycle_t *cycle);
+static void ngx_http_orbit_exit_process(ngx_cycle_t *cycle);
+static void *ngx_http_orbit_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_orbit_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_orbit_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_orbit_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_orbit_postgres(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_orbit_resolve_host(ngx_conf_t *cf,
+    orbit_pg_conf_t *pg);
+static char *ngx_http_orbit_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_orbit_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+static ngx_command_t  ngx_http_orbit_commands[] = {
+
+    { ngx_string("orbit_postgres"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_orbit_postgres,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("orbit_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_orbit_redis_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("orbit_migrations"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_orbit_main_conf_t, migrations),
+      NULL },
+
+    { ngx_string("orbit_migrate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_orbit_main_conf_t, migrate),
+      NULL },
+
+    { ngx_string("orbit_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_orbit_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_orbit_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_orbit_postconfiguration,      /* postconfiguration */
+
+    ngx_http_orbit_create_main_conf,       /* create main configuration */
+    ngx_http_orbit_init_main_conf,         /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_orbit_create_loc_conf,        /* create location configuration */
+    ngx_http_orbit_merge_loc_conf          /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_orbit_module = {
+    NGX_MODULE_V1,
+    &ngx_http_orbit_module_ctx,            /* module context */
+    ngx_http_orbit_commands,               /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_orbit_init_process,           /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_orbit_exit_process,           /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+orbit_pg_pool_t *
+ngx_http_orbit_pg(void)
+{
+    ngx_http_orbit_main_conf_t  *omcf;
+
+    omcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_orbit_module);
+
+    return omcf ? omcf->pg_pool : NULL;
+}
+
+
+orbit_redis_t *
+ngx_http_orbit_redis(void)
+{
+    ngx_http_orbit_main_conf_t  *omcf;
+
+    omcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_orbit_module);
+
+    return omcf ? omcf->redis_conn : NULL;
+}
+
+
+orbit_http_client_t *
+ngx_http_orbit_http_client(void)
+{
+    ngx_http_orbit_main_conf_t  *omcf;
+
+    omcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_orbit_module);
+
+    return omcf ? omcf->http_client : NULL;
+}
+
+
+static ngx_int_t
+ngx_http_orbit_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_orbit_main_conf_t  *omcf;
+
+    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_orbit_module);
+
+    if (omcf->migrate == 1 && !ngx_test_config) {
+        if (ngx_http_orbit_migrate(cf, omcf) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Runs in the master while it reads the configuration: the one place a
+ * blocking call is allowed.  A failure here rejects the configuration
+ * (on reload the old one keeps serving).
+ */
+
+static ngx_int_t
+ngx_http_orbit_migrate(ngx_conf_t *cf, ngx_http_orbit_main_conf_t *omcf)
+{
+    char  err[512];
+
+    if (omcf->pg == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"orbit_migrate\" needs \"orbit_postgres\"");
+        return NGX_ERROR;
+    }
+
+    if (omcf->migrations.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"orbit_migrate\" needs \"orbit_migrations\"");
+        return NGX_ERROR;
+    }
+
+    if (orbit_migrate((char *) omcf->pg->conninfo.data,
+                      (char *) omcf->pg->hostaddr.data,
+                      (char *) omcf->migrations.data,
+                      ngx_http_orbit_migrate_log, cf->log,
+                      err, sizeof(err))
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "migrations failed: %s",
+                           err);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_orbit_migrate_log(void *data, const char *msg)
+{
+    ngx_log_t  *log = data;
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0, "orbit: %s", msg);
+}
+
+
+static ngx_int_t
+ngx_http_orbit_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_orbit_main_conf_t  *omcf;
+
+    omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_orbit_module);
+
+    if (omcf == NULL) {
+        return NGX_OK;
+    }
+
+    if (omcf->pg) {
+        omcf->pg_pool = orbit_pg_pool_create(cycle, omcf->pg);
+        if (omcf->pg_pool == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (omcf->redis) {
+        omcf->redis_conn = orbit_redis_create(cycle, omcf->redis);
+        if (omcf->redis_conn == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    omcf->http_client = orbit_http_client_create(cycle);
+    if (omcf->http_client == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_orbit_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_orbit_main_conf_t  *omcf;
+
+    omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_orbit_module);
+
+    if (omcf == NULL) {
+        return;
+    }
+
+    if (omcf->http_client) {
+        orbit_http_client_destroy(omcf->http_client);
+        omcf->http_client = NULL;
+    }
+
+    if (omcf->redis_conn) {
+        orbit_redis_destroy(omcf->redis_conn);
+        omcf->redis_conn = NULL;
+    }
+
+    if (omcf->pg_pool) {
+        orbit_pg_pool_destroy(omcf->pg_pool);
+        omcf->pg_pool = NULL;
+    }
+}
+
+
+static void *
+ngx_http_orbit_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_orbit_main_conf_t  *omcf;
+
+    omcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_orbit_main_conf_t));
+    if (omcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     omcf->pg = NULL;
+     *     omcf->redis = NULL;
+     *     omcf->migrations = { 0, NULL };
+     */
+
+    omcf->migrate = NGX_CONF_UNSET;
+
+    return omcf;
+}
+
+
+static char *
+ngx_http_orbit_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_orbit_main_conf_t  *omcf = conf;
+
+    ngx_conf_init_value(omcf->migrate, 0);
+
+    if (omcf->migrations.len) {
+        if (ngx_conf_full_name(cf->cycle, &omcf->migrations, 1) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_orbit_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_orbit_loc_conf_t  *olcf;
+
+    olcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_orbit_loc_conf_t));
+    if (olcf == NULL) {
+        return NULL;
+    }
+
+    olcf->api = NGX_CONF_UNSET;
+
+    return olcf;
+}
+
+
+static char *
+ngx_http_orbit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_orbit_loc_conf_t *prev = parent;
+    ngx_http_orbit_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->api, prev->api, 0);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_orbit_postgres(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_orbit_main_conf_t *omcf = conf;
+
+    ngx_int_t         n;
+    ngx_str_t        *value, s;
+    ngx_uint_t        i;
+    orbit_pg_conf_t  *pg;
+
+    if (omcf->pg) {
+        return "is duplicate";
+    }
+
+    pg = ngx_pcalloc(cf->pool, sizeof(orbit_pg_conf_t));
+    if (pg == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    /* ngx_conf values are nul-terminated */
+    pg->conninfo = value[1];
+    pg->size = 8;
+    pg->queue = 4096;
+    pg->timeout = 10000;
+    pg->connect_timeout = 3000;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "pool=", 5) == 0) {
+            n = ngx_atoi(value[i].data + 5, value[i].len - 5);
+            if (n <= 0 || n > 1024) {
+                goto invalid;
+            }
+
+            pg->size = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "queue=", 6) == 0) {
+            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
+            if (n < 0) {
+                goto invalid;
+            }
+
+            pg->queue = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            pg->timeout = ngx_parse_time(&s, 0);
+            if (pg->timeout == (ngx_msec_t) NGX_ERROR || pg->timeout == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
+            s.data = value[i].data + 16;
+            s.len = value[i].len - 16;
+
+            pg->connect_timeout = ngx_parse_time(&s, 0);
+            if (pg->connect_timeout == (ngx_msec_t) NGX_ERROR
+                || pg->connect_timeout == 0)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    omcf->pg = pg;
+
+    return ngx_http_orbit_resolve_host(cf, pg);
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * libpq looks host names up with a blocking getaddrinfo() on every
+ * connect.  Look the name up once here, at configuration time, and hand
+ * libpq the address as "hostaddr" (the name stays for TLS checks).
+ */
+
+static char *
+ngx_http_orbit_resolve_host(ngx_conf_t *cf, orbit_pg_conf_t *pg)
+{
+    char                    *err;
+    ngx_url_t                u;
+    PQconninfoOption        *opts, *o;
+    const char              *host, *hostaddr;
+    u_char                   text[NGX_SOCKADDR_STRLEN + 1];
+
+    opts = PQconninfoParse((char *) pg->conninfo.data, &err);
+
+    if (opts == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid conninfo: %s",
+                           err ? err : "out of memory");
+        if (err) {
+            PQfreemem(err);
+        }
+        return NGX_CONF_ERROR;
+    }
+
+    host = NULL;
+    hostaddr = NULL;
+
+    for (o = opts; o->keyword; o++) {
+        if (o->val && o->val[0]) {
+            if (ngx_strcmp(o->keyword, "host") == 0) {
+                host = o->val;
+
+            } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
+                hostaddr = o->val;
+            }
+        }
+    }
+
+    if (host == NULL || hostaddr || host[0] == '/' || host[0] == '@'
+        || ngx_strchr(host, ','))
+    {
+        /* a socket path, an address given, or several hosts: as is */
+        PQconninfoFree(opts);
+        return NGX_CONF_OK;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.data = (u_char *) host;
+    u.url.len = ngx_strlen(host);
+    u.default_port = 5432;
+    u.no_port = 1;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot resolve postgres host \"%s\"%s%s", host,
+                           u.err ? ": " : "", u.err ? u.err : "");
+        PQconninfoFree(opts);
+        return NGX_CONF_ERROR;
+    }
+
+    PQconninfoFree(opts);
+
+    pg->hostaddr.len = ngx_sock_ntop(u.addrs[0].sockaddr,
+                                     u.addrs[0].socklen, text,
+                                     NGX_SOCKADDR_STRLEN, 0);
+    text[pg->hostaddr.len] = '\0';
+
+    pg->hostaddr.data = ngx_pnalloc(cf->pool, pg->hostaddr.len + 1);
+    if (pg->hostaddr.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(pg->hostaddr.data, text, pg->hostaddr.len + 1);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_orbit_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_orbit_main_conf_t *omcf = conf;
+
+    ngx_str_t           *value, s;
+    ngx_url_t            u;
+    orbit_redis_conf_t  *rc;
+    u_char               text[NGX_SOCKADDR_STRLEN + 1];
+
+    if (omcf->redis) {
+        return "is duplicate";
+    }
+
+    rc = ngx_pcalloc(cf->pool, sizeof(orbit_redis_conf_t));
+    if (rc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+    rc->timeout = 1000;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "timeout=", 8) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        s.data = value[2].data + 8;
+        s.len = value[2].len - 8;
+
+        rc->timeout = ngx_parse_time(&s, 0);
+        if (rc->timeout == (ngx_msec_t) NGX_ERROR || rc->timeout == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    /* hiredis resolves names blocking: resolve here, connect by address */
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = value[1];
+    u.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid redis address \"%V\"%s%s", &value[1],
+                           u.err ? ": " : "", u.err ? u.err : "");
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.addrs[0].sockaddr->sa_family != AF_INET
+        && u.addrs[0].sockaddr->sa_family != AF_INET6)
+    {
+        return "needs an IPv4 or IPv6 address";
+    }
+
+    rc->addr = &u.addrs[0];
+    rc->port = u.port;
+
+    rc->host.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                                 text, NGX_SOCKADDR_STRLEN, 0);
+
+    rc->host.data = ngx_pnalloc(cf->pool, rc->host.len + 1);
+    if (rc->host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(rc->host.data, text, rc->host.len);
+    rc->host.data[rc->host.len] = '\0';
+
+    omcf->redis = rc;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_orbit_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_orbit_loc_conf_t *olcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (olcf->api != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    olcf->api = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = orbit_api_handler;
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,49 @@
+/*
+ * OrbitDesk: the http module's shared configuration and the per-worker
+ * io drivers every handler reaches through it.
+ */
+
+#ifndef _NGX_HTTP_ORBIT_MODULE_H_INCLUDED_
+#define _NGX_HTTP_ORBIT_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "io/orbit_pg.h"
+#include "io/orbit_redis.h"
+#include "io/orbit_http_client.h"
+
+
+#define ORBIT_VERSION  "0.1.0"
+
+
+typedef struct {
+    orbit_pg_conf_t             *pg;           /* orbit_postgres */
+    orbit_redis_conf_t          *redis;        /* orbit_redis */
+    ngx_str_t                    migrations;   /* orbit_migrations dir */
+    ngx_flag_t                   migrate;      /* orbit_migrate on|off */
+
+    /* per worker, created in init_process */
+    orbit_pg_pool_t             *pg_pool;
+    orbit_redis_t               *redis_conn;
+    orbit_http_client_t         *http_client;
+} ngx_http_orbit_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                   api;          /* orbit_api */
+} ngx_http_orbit_loc_conf_t;
+
+
+extern ngx_module_t  ngx_http_orbit_module;
+
+
+/* The worker's drivers; NULL when not configured (or in the master). */
+orbit_pg_pool_t *ngx_http_orbit_pg(void);
+orbit_redis_t *ngx_http_orbit_redis(void);
+orbit_http_client_t *ngx_http_orbit_http_client(void);
+
+
+#endif /* _NGX_HTTP_ORBIT_MODULE_H_INCLUDED_ */

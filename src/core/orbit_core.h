@@ -1,0 +1,81 @@
+/*
+ * OrbitDesk core: nginx-independent helpers (plain C99, no nginx headers),
+ * unit-tested alone under t/unit.
+ */
+
+#ifndef _ORBIT_CORE_H_INCLUDED_
+#define _ORBIT_CORE_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+/* json: the length of s escaped as a JSON string body (no quotes) */
+size_t orbit_json_escaped_len(const char *s, size_t len);
+
+/* writes the escaped form of s at dst; returns the end */
+char *orbit_json_escape(char *dst, const char *s, size_t len);
+
+
+/* error: the seed's (NestJS) error shape */
+const char *orbit_http_reason(int status);
+
+/*
+ * {"statusCode":404,"message":"...","error":"Not Found"}, or with n > 1
+ * (a list of validation messages) "message":["...","..."].  Writes at most
+ * size bytes; returns the length the whole body needs.
+ */
+size_t orbit_error_json(char *buf, size_t size, int status,
+    const char *const *messages, size_t n);
+
+
+/* route: method + path pattern ("/api/v1/contacts/:id") -> handler */
+
+#define ORBIT_ROUTE_MAX_PARAMS  4
+
+typedef struct {
+    const char   *method;
+    const char   *pattern;
+    void         *handler;
+} orbit_route_t;
+
+typedef struct {
+    const char   *data;
+    size_t        len;
+} orbit_slice_t;
+
+typedef struct {
+    const orbit_route_t  *route;
+    orbit_slice_t         params[ORBIT_ROUTE_MAX_PARAMS];
+    size_t                nparams;
+} orbit_route_match_t;
+
+typedef enum {
+    ORBIT_ROUTE_FOUND = 0,
+    ORBIT_ROUTE_NOT_FOUND,
+    ORBIT_ROUTE_BAD_METHOD
+} orbit_route_rc_e;
+
+orbit_route_rc_e orbit_route_find(const orbit_route_t *routes, size_t n,
+    const char *method, size_t method_len, const char *path, size_t path_len,
+    orbit_route_match_t *m);
+
+/* "GET, POST" for the routes whose pattern matches path; returns length */
+size_t orbit_route_allow(const orbit_route_t *routes, size_t n,
+    const char *path, size_t path_len, char *buf, size_t size);
+
+
+/* password: argon2id in the PHC encoded form ("$argon2id$v=19$...") */
+
+#define ORBIT_PASSWORD_ENCODED_LEN  128
+
+int orbit_password_hash(const char *password, size_t len, char *out,
+    size_t size);
+
+/* 1 when password matches encoded, else 0 */
+int orbit_password_verify(const char *encoded, const char *password,
+    size_t len);
+
+
+#endif /* _ORBIT_CORE_H_INCLUDED_ */
