@@ -26,6 +26,7 @@ ngx_int_t
 orbit_api_handler(ngx_http_request_t *r)
 {
     ngx_int_t             rc;
+    ngx_str_t             method;
     orbit_api_req_t      *ar;
     ngx_pool_cleanup_t   *cln;
     orbit_route_rc_e      found;
@@ -43,10 +44,18 @@ orbit_api_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ar, ngx_http_orbit_module);
 
+    /* HEAD is GET without the body: nginx drops the body for us */
+
+    if (r->method == NGX_HTTP_HEAD) {
+        ngx_str_set(&method, "GET");
+
+    } else {
+        method = r->method_name;
+    }
+
     found = orbit_route_find(orbit_api_routes, ORBIT_API_NROUTES,
-                             (char *) r->method_name.data,
-                             r->method_name.len, (char *) r->uri.data,
-                             r->uri.len, &ar->match);
+                             (char *) method.data, method.len,
+                             (char *) r->uri.data, r->uri.len, &ar->match);
 
     if (found == ORBIT_ROUTE_NOT_FOUND) {
         return orbit_api_not_found(ar);

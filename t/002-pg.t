@@ -1,0 +1,144 @@
+# src/io/orbit_pg through the test module: bound parameters, errors,
+# timeouts, the queue, LISTEN/NOTIFY.
+
+use strict;
+use warnings;
+use Test::Nginx::Socket 'no_plan';
+
+master_on();
+workers(1);
+no_shuffle();
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value(http_config => <<'_EOC_') unless defined $block->http_config;
+    orbit_postgres "$TEST_NGINX_PG_DSN" pool=2 timeout=3s;
+_EOC_
+    $block->set_value(no_error_log => "[alert]\n[crit]\n[emerg]")
+        unless defined $block->no_error_log;
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a bound parameter is data, never SQL
+--- config
+    location = /t {
+        orbit_test_sql "SELECT $1::text || '!'" $arg_v;
+    }
+--- request
+GET /t?v=x');DROP/**/TABLE/**/tenants;--
+--- error_code: 200
+--- response_body chomp
+x');DROP/**/TABLE/**/tenants;--!
+
+
+
+=== TEST 2: several parameters, NULL-free text values
+--- config
+    location = /t {
+        orbit_test_sql "SELECT $1::int + $2::int" $arg_a $arg_b;
+    }
+--- request
+GET /t?a=40&b=2
+--- error_code: 200
+--- response_body chomp
+42
+
+
+
+=== TEST 3: an SQL error comes back as the server's message
+--- config
+    location = /t {
+        orbit_test_sql "SELECT $1::int" $arg_v;
+    }
+--- request
+GET /t?v=abc
+--- error_code: 502
+--- response_body_like: invalid input syntax for type integer
+
+
+
+=== TEST 4: a query over its timeout gives up at the timeout
+--- http_config
+    orbit_postgres "$TEST_NGINX_PG_DSN" pool=2 timeout=500ms;
+--- config
+    location = /t {
+        orbit_test_sql "SELECT pg_sleep(3)";
+    }
+--- request
+GET /t
+--- error_code: 504
+--- response_body: postgres query timed out
+
+
+
+=== TEST 5: ...and the server ended it too: the connection is reused
+--- http_config
+    orbit_postgres "$TEST_NGINX_PG_DSN" pool=1 timeout=500ms;
+--- config
+    location = /sleep {
+        orbit_test_sql "SELECT pg_sleep(3)";
+    }
+    location = /t {
+        orbit_test_sql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'orbitdesk' AND query LIKE 'SELECT pg_sleep%' AND state = 'active'";
+    }
+--- request eval
+["GET /sleep", "GET /t"]
+--- error_code eval
+[504, 200]
+--- response_body eval
+["postgres query timed out", "0"]
+
+
+
+=== TEST 6: the queue holds queries while the pool is busy
+--- http_config
+    orbit_postgres "$TEST_NGINX_PG_DSN" pool=1 queue=0;
+--- config
+    location = /t {
+        orbit_test_sql "SELECT 1";
+    }
+--- request
+GET /t
+--- error_code: 503
+--- response_body: postgres queue is full
+
+
+
+=== TEST 7: LISTEN/NOTIFY reaches a waiting request
+--- config
+    location = /wait {
+        orbit_test_listen orbit_test_chan 3s;
+    }
+    location = /notify {
+        orbit_test_sql "SELECT pg_notify('orbit_test_chan', $1)" $arg_p;
+    }
+--- request eval
+["GET /wait", "GET /notify?p=warmup"]
+--- error_code eval
+[504, 200]
+--- timeout: 5
+
+
+
+=== TEST 8: a notification after LISTEN is delivered with its payload
+--- config
+    location = /wait {
+        orbit_test_listen orbit_test_chan 3s;
+    }
+    location = /notify {
+        orbit_test_sql "SELECT pg_notify('orbit_test_chan', $1)" $arg_p;
+    }
+    location = /both {
+        # the waiter and, 300 ms later, the notifier
+        proxy_pass http://127.0.0.1:$server_port/wait;
+    }
+--- request
+GET /both
+--- init
+system("(sleep 0.5; curl -s 'http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/notify?p=hello' >/dev/null) &");
+--- error_code: 200
+--- response_body: hello
+--- timeout: 5
