@@ -34,6 +34,7 @@ static char *ngx_http_orbit_postgres(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_orbit_resolve_host(ngx_conf_t *cf,
     orbit_pg_conf_t *pg);
+static ngx_int_t ngx_http_orbit_numeric_hosts(const char *hosts);
 static char *ngx_http_orbit_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_orbit_api(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -446,6 +447,7 @@ static char *
 ngx_http_orbit_resolve_host(ngx_conf_t *cf, orbit_pg_conf_t *pg)
 {
     char                    *err;
+    ngx_int_t                rc;
     ngx_url_t                u;
     PQconninfoOption        *opts, *o;
     const char              *host, *hostaddr;
@@ -476,11 +478,25 @@ ngx_http_orbit_resolve_host(ngx_conf_t *cf, orbit_pg_conf_t *pg)
         }
     }
 
-    if (host == NULL || hostaddr || host[0] == '/' || host[0] == '@'
-        || ngx_strchr(host, ','))
-    {
-        /* a socket path, an address given, or several hosts: as is */
+    if (host == NULL || hostaddr || host[0] == '/' || host[0] == '@') {
+        /* a socket path, or the address given: as is */
         PQconninfoFree(opts);
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strchr(host, ',')) {
+        /* several hosts (failover): each must be an address already */
+        rc = ngx_http_orbit_numeric_hosts(host);
+        PQconninfoFree(opts);
+
+        if (rc != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "several postgres hosts must be given as "
+                               "addresses (libpq would resolve the names "
+                               "blocking)");
+            return NGX_CONF_ERROR;
+        }
+
         return NGX_CONF_OK;
     }
 
@@ -514,6 +530,41 @@ ngx_http_orbit_resolve_host(ngx_conf_t *cf, orbit_pg_conf_t *pg)
     ngx_memcpy(pg->hostaddr.data, text, pg->hostaddr.len + 1);
 
     return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_orbit_numeric_hosts(const char *hosts)
+{
+    u_char           addr[sizeof(struct in6_addr)];
+    size_t           len;
+    const char      *end;
+    char             one[NGX_SOCKADDR_STRLEN];
+
+    for ( ;; ) {
+        end = ngx_strchr(hosts, ',');
+        len = end ? (size_t) (end - hosts) : ngx_strlen(hosts);
+
+        if (len == 0 || len >= sizeof(one)) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(one, hosts, len);
+        one[len] = '\0';
+
+        if (one[0] != '/'
+            && inet_pton(AF_INET, one, addr) != 1
+            && inet_pton(AF_INET6, one, addr) != 1)
+        {
+            return NGX_ERROR;
+        }
+
+        if (end == NULL) {
+            return NGX_OK;
+        }
+
+        hosts = end + 1;
+    }
 }
 
 

@@ -23,6 +23,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_orbit_module.h"
+#include "ngx_http_orbit_test_module.h"
 
 
 typedef struct {
@@ -297,24 +298,9 @@ static ngx_int_t
 ngx_http_orbit_test_fetch_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_str_t *body)
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
     ngx_time_t       *tp;
-    ngx_chain_t       out;
     ngx_msec_int_t    ms;
     ngx_table_elt_t  *h;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body->len;
-
-    if (type) {
-        r->headers_out.content_type = *type;
-
-    } else {
-        ngx_str_set(&r->headers_out.content_type, "text/plain");
-    }
-
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
 
     tp = ngx_timeofday();
     ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
@@ -336,31 +322,7 @@ ngx_http_orbit_test_fetch_send(ngx_http_request_t *r, ngx_uint_t status,
     h->value.len = ngx_sprintf(h->value.data, "%M", (ngx_msec_t) ms)
                    - h->value.data;
 
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    if (body->len == 0) {
-        return ngx_http_send_special(r, NGX_HTTP_LAST);
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_orbit_test_send(r, status, type, body->data, body->len);
 }
 
 

@@ -4,6 +4,7 @@
  *
  *   orbit_test_sql "SQL" [PARAM...];   PARAMs are complex values; answers
  *                                      the first column of the first row
+ *   orbit_test_sql_timeout TIME;       the query's own timeout
  *   orbit_test_listen CHANNEL TIMEOUT; answers the payload of the next
  *                                      NOTIFY on CHANNEL
  */
@@ -13,6 +14,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_orbit_module.h"
+#include "ngx_http_orbit_test_module.h"
 
 
 #define NGX_HTTP_ORBIT_TEST_MAX_PARAMS  8
@@ -21,6 +23,7 @@
 typedef struct {
     ngx_str_t                    sql;
     ngx_array_t                 *params;       /* ngx_http_complex_value_t */
+    ngx_msec_t                   timeout;
     ngx_str_t                    channel;
     ngx_msec_t                   wait;
 } ngx_http_orbit_test_loc_conf_t;
@@ -41,6 +44,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_orbit_test_sql_handler(ngx_http_request_t *r);
+static void ngx_http_orbit_test_sql_start(ngx_http_request_t *r);
+static ngx_int_t ngx_http_orbit_test_sql_send(ngx_http_request_t *r);
 static void ngx_http_orbit_test_sql_done(orbit_pg_query_t *q,
     PGresult *res);
 static ngx_int_t ngx_http_orbit_test_listen_handler(ngx_http_request_t *r);
@@ -48,9 +53,6 @@ static void ngx_http_orbit_test_notified(void *data, const char *channel,
     const char *payload);
 static void ngx_http_orbit_test_listen_timeout(ngx_event_t *ev);
 static void ngx_http_orbit_test_waiter_cleanup(void *data);
-static ngx_int_t ngx_http_orbit_test_send(ngx_http_request_t *r,
-    ngx_uint_t status, u_char *data, size_t len);
-static void ngx_http_orbit_test_finish(ngx_http_request_t *r, ngx_int_t rc);
 static void *ngx_http_orbit_test_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_orbit_test_sql(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -65,6 +67,13 @@ static ngx_command_t  ngx_http_orbit_test_commands[] = {
       ngx_http_orbit_test_sql,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("orbit_test_sql_timeout"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_orbit_test_loc_conf_t, timeout),
       NULL },
 
     { ngx_string("orbit_test_listen"),
@@ -120,7 +129,32 @@ static ngx_uint_t  ngx_http_orbit_test_nchannels;
 static ngx_int_t
 ngx_http_orbit_test_sql_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                        rc;
+    ngx_int_t  rc;
+
+    /* the body is read so that $request_body may be a parameter */
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_orbit_test_sql_start);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_orbit_test_sql_start(ngx_http_request_t *r)
+{
+    ngx_http_finalize_request(r, ngx_http_orbit_test_sql_send(r));
+}
+
+
+static ngx_int_t
+ngx_http_orbit_test_sql_send(ngx_http_request_t *r)
+{
     ngx_str_t                        v;
     ngx_uint_t                       i;
     orbit_pg_pool_t                 *pool;
@@ -128,16 +162,11 @@ ngx_http_orbit_test_sql_handler(ngx_http_request_t *r)
     ngx_http_complex_value_t        *cv;
     ngx_http_orbit_test_loc_conf_t  *tlcf;
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_orbit_test_module);
 
     pool = ngx_http_orbit_pg();
     if (pool == NULL) {
-        return ngx_http_orbit_test_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        return ngx_http_orbit_test_send(r, NGX_HTTP_SERVICE_UNAVAILABLE, NULL,
                                         (u_char *) "no orbit_postgres", 17);
     }
 
@@ -147,6 +176,7 @@ ngx_http_orbit_test_sql_handler(ngx_http_request_t *r)
     }
 
     q->sql = (char *) tlcf->sql.data;
+    q->timeout = (tlcf->timeout == NGX_CONF_UNSET_MSEC) ? 0 : tlcf->timeout;
     q->handler = ngx_http_orbit_test_sql_done;
     q->data = r;
 
@@ -175,7 +205,7 @@ ngx_http_orbit_test_sql_handler(ngx_http_request_t *r)
     }
 
     if (orbit_pg_query_send(pool, q) != NGX_OK) {
-        return ngx_http_orbit_test_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        return ngx_http_orbit_test_send(r, NGX_HTTP_SERVICE_UNAVAILABLE, NULL,
                                         q->error.data, q->error.len);
     }
 
@@ -199,7 +229,8 @@ ngx_http_orbit_test_sql_done(orbit_pg_query_t *q, PGresult *res)
         status = q->timedout ? NGX_HTTP_GATEWAY_TIME_OUT
                              : NGX_HTTP_SERVICE_UNAVAILABLE;
         ngx_http_orbit_test_finish(r,
-            ngx_http_orbit_test_send(r, status, q->error.data, q->error.len));
+            ngx_http_orbit_test_send(r, status, NULL, q->error.data,
+                                     q->error.len));
         return;
     }
 
@@ -243,7 +274,7 @@ ngx_http_orbit_test_sql_done(orbit_pg_query_t *q, PGresult *res)
     ngx_memcpy(q->error.data, p, len);
 
     ngx_http_orbit_test_finish(r,
-        ngx_http_orbit_test_send(r, status, q->error.data, len));
+        ngx_http_orbit_test_send(r, status, NULL, q->error.data, len));
 }
 
 
@@ -360,7 +391,7 @@ ngx_http_orbit_test_notified(void *data, const char *channel,
         ngx_memcpy(p, payload, len);
 
         ngx_http_orbit_test_finish(r,
-            ngx_http_orbit_test_send(r, NGX_HTTP_OK, p, len));
+            ngx_http_orbit_test_send(r, NGX_HTTP_OK, NULL, p, len));
     }
 }
 
@@ -378,7 +409,7 @@ ngx_http_orbit_test_listen_timeout(ngx_event_t *ev)
     w->waiting = 0;
 
     ngx_http_orbit_test_finish(r,
-        ngx_http_orbit_test_send(r, NGX_HTTP_GATEWAY_TIME_OUT,
+        ngx_http_orbit_test_send(r, NGX_HTTP_GATEWAY_TIME_OUT, NULL,
                                  (u_char *) "timeout", 7));
 }
 
@@ -399,9 +430,9 @@ ngx_http_orbit_test_waiter_cleanup(void *data)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_orbit_test_send(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *data, size_t len)
+    ngx_str_t *type, u_char *data, size_t len)
 {
     ngx_int_t     rc;
     ngx_buf_t    *b;
@@ -409,12 +440,24 @@ ngx_http_orbit_test_send(ngx_http_request_t *r, ngx_uint_t status,
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
-    ngx_str_set(&r->headers_out.content_type, "text/plain");
+
+    if (type) {
+        r->headers_out.content_type = *type;
+
+    } else {
+        ngx_str_set(&r->headers_out.content_type, "text/plain");
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
 
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
+    }
+
+    if (len == 0) {
+        return ngx_http_send_special(r, NGX_HTTP_LAST);
     }
 
     b = ngx_calloc_buf(r->pool);
@@ -424,8 +467,9 @@ ngx_http_orbit_test_send(ngx_http_request_t *r, ngx_uint_t status,
 
     b->pos = data;
     b->last = data + len;
-    b->memory = len ? 1 : 0;
-    b->last_buf = 1;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
 
     out.buf = b;
     out.next = NULL;
@@ -434,7 +478,7 @@ ngx_http_orbit_test_send(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static void
+void
 ngx_http_orbit_test_finish(ngx_http_request_t *r, ngx_int_t rc)
 {
     ngx_connection_t  *c;
@@ -449,7 +493,16 @@ ngx_http_orbit_test_finish(ngx_http_request_t *r, ngx_int_t rc)
 static void *
 ngx_http_orbit_test_create_loc_conf(ngx_conf_t *cf)
 {
-    return ngx_pcalloc(cf->pool, sizeof(ngx_http_orbit_test_loc_conf_t));
+    ngx_http_orbit_test_loc_conf_t  *tlcf;
+
+    tlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_orbit_test_loc_conf_t));
+    if (tlcf == NULL) {
+        return NULL;
+    }
+
+    tlcf->timeout = NGX_CONF_UNSET_MSEC;
+
+    return tlcf;
 }
 
 

@@ -22,6 +22,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_orbit_module.h"
+#include "ngx_http_orbit_test_module.h"
 
 
 #define NGX_HTTP_ORBIT_TEST_REDIS_MAX_ARGS  16
@@ -62,10 +63,6 @@ static void ngx_http_orbit_test_redis_probe(void *data, ngx_str_t *channel,
     ngx_str_t *payload);
 static ngx_int_t ngx_http_orbit_test_redis_send(ngx_http_request_t *r,
     ngx_uint_t status, u_char *data, size_t len);
-static ngx_int_t ngx_http_orbit_test_redis_output(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_buf_t *b);
-static void ngx_http_orbit_test_redis_finish(ngx_http_request_t *r,
-    ngx_int_t rc);
 static ngx_int_t ngx_http_orbit_test_redis_init_process(ngx_cycle_t *cycle);
 static void *ngx_http_orbit_test_redis_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_orbit_test_redis_create_loc_conf(ngx_conf_t *cf);
@@ -230,7 +227,7 @@ ngx_http_orbit_test_redis_reply(orbit_redis_cmd_t *cmd, redisReply *reply)
         status = cmd->timedout ? NGX_HTTP_GATEWAY_TIME_OUT
                                : NGX_HTTP_BAD_GATEWAY;
 
-        ngx_http_orbit_test_redis_finish(r,
+        ngx_http_orbit_test_finish(r,
             ngx_http_orbit_test_redis_send(r, status, cmd->error.data,
                                            cmd->error.len));
         return;
@@ -245,7 +242,7 @@ ngx_http_orbit_test_redis_reply(orbit_redis_cmd_t *cmd, redisReply *reply)
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
-        ngx_http_orbit_test_redis_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_orbit_test_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -253,15 +250,15 @@ ngx_http_orbit_test_redis_reply(orbit_redis_cmd_t *cmd, redisReply *reply)
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
-        ngx_http_orbit_test_redis_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_orbit_test_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
     b->pos = p;
     b->last = last;
 
-    ngx_http_orbit_test_redis_finish(r,
-        ngx_http_orbit_test_redis_output(r, status, b));
+    ngx_http_orbit_test_finish(r,
+        ngx_http_orbit_test_send(r, status, NULL, b->pos, b->last - b->pos));
 }
 
 
@@ -438,7 +435,7 @@ ngx_http_orbit_test_redis_message(void *data, ngx_str_t *channel,
         ngx_del_timer(&w->timer);
     }
 
-    ngx_http_orbit_test_redis_finish(r,
+    ngx_http_orbit_test_finish(r,
         ngx_http_orbit_test_redis_send(r, NGX_HTTP_OK, payload->data,
                                        payload->len));
 }
@@ -456,7 +453,7 @@ ngx_http_orbit_test_redis_wait_timeout(ngx_event_t *ev)
     orbit_redis_unsubscribe(ngx_http_orbit_redis(), w->sub);
     w->sub = NULL;
 
-    ngx_http_orbit_test_redis_finish(r,
+    ngx_http_orbit_test_finish(r,
         ngx_http_orbit_test_redis_send(r, NGX_HTTP_GATEWAY_TIME_OUT,
                                        (u_char *) "timeout",
                                        sizeof("timeout") - 1));
@@ -509,49 +506,8 @@ ngx_http_orbit_test_redis_send(ngx_http_request_t *r, ngx_uint_t status,
     *p++ = LF;
     b->last = p;
 
-    return ngx_http_orbit_test_redis_output(r, status, b);
-}
-
-
-static ngx_int_t
-ngx_http_orbit_test_redis_output(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_buf_t *b)
-{
-    ngx_int_t    rc;
-    ngx_chain_t  out;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "text/plain");
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b->memory = (b->last > b->pos) ? 1 : 0;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-/* Called from a driver callback, outside nginx's request handlers. */
-
-static void
-ngx_http_orbit_test_redis_finish(ngx_http_request_t *r, ngx_int_t rc)
-{
-    ngx_connection_t  *c;
-
-    c = r->connection;
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
+    return ngx_http_orbit_test_send(r, status, NULL, b->pos,
+                                    b->last - b->pos);
 }
 
 

@@ -142,3 +142,88 @@ system("(sleep 0.5; curl -s 'http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/notif
 --- error_code: 200
 --- response_body: hello
 --- timeout: 5
+
+
+
+=== TEST 9: a result much larger than one socket read arrives whole
+--- config
+    location = /t {
+        orbit_test_sql "SELECT repeat('x', 3000000) || 'END'";
+    }
+--- request
+GET /t
+--- error_code: 200
+--- response_body eval
+("x" x 3000000) . "END"
+--- timeout: 5
+
+
+
+=== TEST 10: a large statement is sent whole (PQflush on write readiness)
+--- config
+    location = /t {
+        orbit_test_sql "SELECT length($1)" $request_body;
+        client_body_buffer_size 4m;
+        client_max_body_size 4m;
+    }
+--- request eval
+"POST /t\n" . ("y" x 3000000)
+--- error_code: 200
+--- response_body chomp
+3000000
+--- timeout: 5
+
+
+
+=== TEST 11: results of 20 kB and of 2000 rows: more than libpq reads at once
+--- config
+    location = /big {
+        orbit_test_sql "SELECT length(repeat('x', 20000))::text || ':' || repeat('x', 20000)";
+    }
+    location = /rows {
+        orbit_test_sql "SELECT repeat('r', 500) || n FROM generate_series(1, 2000) AS n";
+    }
+--- request eval
+["GET /big", "GET /rows"]
+--- error_code eval
+[200, 200]
+--- response_body eval
+["20000:" . ("x" x 20000), ("r" x 500) . "1"]
+
+
+
+=== TEST 12: failover hosts: libpq moves to a new socket, maybe same fd
+--- http_config
+    orbit_postgres "host=127.0.0.1,127.0.0.1 port=1,$TEST_NGINX_PG_PORT dbname=orbit user=orbit connect_timeout=2" pool=2;
+--- config
+    location = /t {
+        orbit_test_sql "SELECT 'failed over'";
+    }
+--- request
+GET /t
+--- error_code: 200
+--- response_body: failed over
+
+
+
+=== TEST 13: a query timing out before the pool's timeout frees its backend
+--- http_config
+    orbit_postgres "$TEST_NGINX_PG_DSN" pool=1 timeout=20s;
+--- config
+    location = /sleep {
+        orbit_test_sql "SELECT pg_sleep(10)";
+        orbit_test_sql_timeout 300ms;
+    }
+    location = /pause {
+        orbit_test_sql "SELECT pg_sleep(1.5)::text";
+    }
+    location = /active {
+        orbit_test_sql "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(10)' AND state = 'active'";
+    }
+--- request eval
+["GET /sleep", "GET /pause", "GET /active"]
+--- error_code eval
+[504, 200, 200]
+--- response_body eval
+["postgres query timed out", "", "0"]
+--- timeout: 5

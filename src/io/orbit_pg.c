@@ -1,101 +1,26 @@
 /*
- * OrbitDesk: libpq in the nginx event loop.
+ * OrbitDesk: the libpq pool of a worker: queries, their queue and timers,
+ * LISTEN/NOTIFY.  One connection's state machine is in orbit_pg_conn.c.
  *
- * A connection goes closed -> connecting -> init -> idle <-> busy, and back
- * to closed (then a backoff timer) whenever libpq reports it broken.  Every
- * event of its socket drives the step the connection is in; with epoll's
- * edge-triggered events the busy and idle steps therefore always read and
- * flush all they can, rather than trusting which event fired.
- *
- * The server enforces the pool's timeout too (statement_timeout, set by the
- * init step), so a query the client gave up on ends on the server as well
- * and the connection drains back into the pool instead of leaking a busy
- * backend.  libpq's own cancel request would block: it is not used.
+ * The server enforces the pool's timeout too (statement_timeout, set when
+ * a connection starts), so a query the client stopped waiting for ends on
+ * the server as well and its connection drains back into the pool.  A
+ * query with a shorter timeout of its own would hold its connection for
+ * the rest of the pool's: that connection is dropped instead, and the
+ * server ends the query within a second (client_connection_check_interval).
+ * libpq's own cancel request would block: it is not used.
  */
 
-#include "io/orbit_pg.h"
+#include "io/orbit_pg_int.h"
 
 
-#define ORBIT_PG_BACKOFF_MIN   100
-#define ORBIT_PG_BACKOFF_MAX   1000
 #define ORBIT_PG_DRAIN_GRACE   1000
 
 
-typedef enum {
-    ORBIT_PG_CLOSED = 0,
-    ORBIT_PG_CONNECTING,
-    ORBIT_PG_INIT,
-    ORBIT_PG_IDLE,
-    ORBIT_PG_BUSY
-} orbit_pg_state_e;
-
-
-typedef struct {
-    ngx_str_t                    channel;      /* quoted identifier */
-    orbit_pg_notify_pt           handler;
-    void                        *data;
-} orbit_pg_listen_t;
-
-
-typedef struct {
-    orbit_pg_pool_t             *pool;
-    PGconn                      *pg;
-    ngx_connection_t            *c;
-    orbit_pg_state_e             state;
-    PostgresPollingStatusType    poll;
-    orbit_pg_query_t            *query;        /* NULL: none or abandoned */
-    PGresult                    *result;
-    ngx_event_t                  timer;        /* connect, drain, backoff */
-    ngx_msec_t                   backoff;
-    ngx_queue_t                  idle;
-    unsigned                     listener:1;
-    unsigned                     flushing:1;
-    unsigned                     in_idle:1;
-} orbit_pg_conn_t;
-
-
-struct orbit_pg_pool_s {
-    orbit_pg_conf_t             *conf;
-    ngx_log_t                   *log;
-    ngx_pool_t                  *mem;
-    orbit_pg_conn_t             *conns;
-    orbit_pg_conn_t             *listener;
-    ngx_queue_t                  idle;
-    ngx_queue_t                  waiting;
-    ngx_uint_t                   nwaiting;
-    ngx_uint_t                   up;
-    ngx_uint_t                   connecting;
-    ngx_array_t                  listens;      /* of orbit_pg_listen_t */
-    u_char                       init_sql[64];
-    u_char                       error[256];
-    unsigned                     listen_dirty:1;
-    unsigned                     destroyed:1;
-};
-
-
-static void orbit_pg_connect(orbit_pg_conn_t *pc);
-static ngx_int_t orbit_pg_wrap_socket(orbit_pg_conn_t *pc);
-static void orbit_pg_event_handler(ngx_event_t *ev);
-static void orbit_pg_connect_step(orbit_pg_conn_t *pc, ngx_event_t *ev);
-static void orbit_pg_connected(orbit_pg_conn_t *pc);
-static void orbit_pg_busy_step(orbit_pg_conn_t *pc);
-static void orbit_pg_idle_step(orbit_pg_conn_t *pc);
-static void orbit_pg_deliver_notifies(orbit_pg_conn_t *pc);
-static void orbit_pg_command_done(orbit_pg_conn_t *pc, PGresult *res);
-static void orbit_pg_query_done(orbit_pg_conn_t *pc, PGresult *res);
-static void orbit_pg_conn_ready(orbit_pg_conn_t *pc);
-static ngx_int_t orbit_pg_conn_flush(orbit_pg_conn_t *pc);
 static ngx_int_t orbit_pg_start(orbit_pg_conn_t *pc, orbit_pg_query_t *q);
 static ngx_int_t orbit_pg_send_listens(orbit_pg_conn_t *pc);
-static void orbit_pg_broken(orbit_pg_conn_t *pc, const char *why);
-static void orbit_pg_close(orbit_pg_conn_t *pc);
-static void orbit_pg_conn_timer(ngx_event_t *ev);
 static void orbit_pg_query_timeout(ngx_event_t *ev);
-static void orbit_pg_query_fail(orbit_pg_query_t *q, const char *why);
-static void orbit_pg_fail_waiting(orbit_pg_pool_t *pool);
 static void orbit_pg_query_cleanup(void *data);
-static void orbit_pg_set_error(orbit_pg_pool_t *pool, const char *prefix,
-    const char *msg);
 
 
 orbit_pg_pool_t *
@@ -124,7 +49,12 @@ orbit_pg_pool_create(ngx_cycle_t *cycle, orbit_pg_conf_t *conf)
     }
 
     ngx_snprintf(pool->init_sql, sizeof(pool->init_sql),
-                 "SET statement_timeout = %M%Z", conf->timeout);
+                 "SET statement_timeout = %M;"
+                 " SET client_connection_check_interval = 1000%Z",
+                 conf->timeout);
+
+    ngx_cpystrn(pool->error, (u_char *) "postgres unavailable: connecting",
+                sizeof(pool->error));
 
     pool->conns = ngx_pcalloc(cycle->pool,
                               conf->size * sizeof(orbit_pg_conn_t));
@@ -201,12 +131,18 @@ orbit_pg_query_create(ngx_pool_t *mem)
 ngx_int_t
 orbit_pg_query_send(orbit_pg_pool_t *pool, orbit_pg_query_t *q)
 {
+    ngx_int_t         rc;
     ngx_queue_t      *qu;
     orbit_pg_conn_t  *pc;
 
     q->pool = pool;
     q->timedout = 0;
     ngx_str_null(&q->error);
+
+    if (q->sql == NULL || q->nparams < 0 || q->nparams > 65535) {
+        orbit_pg_query_fail(q, "invalid query");
+        return NGX_DECLINED;
+    }
 
     if (pool->destroyed) {
         orbit_pg_query_fail(q, "postgres pool is shutting down");
@@ -220,8 +156,17 @@ orbit_pg_query_send(orbit_pg_pool_t *pool, orbit_pg_query_t *q)
         ngx_queue_remove(qu);
         pc->in_idle = 0;
 
-        if (orbit_pg_start(pc, q) == NGX_OK) {
+        rc = orbit_pg_start(pc, q);
+
+        if (rc == NGX_OK) {
             goto accepted;
+        }
+
+        if (rc == NGX_ABORT) {
+            /* the query is at fault, not the connection */
+            orbit_pg_query_fail(q, PQerrorMessage(pc->pg));
+            orbit_pg_ready(pc);
+            return NGX_DECLINED;
         }
     }
 
@@ -287,6 +232,7 @@ ngx_int_t
 orbit_pg_listen(orbit_pg_pool_t *pool, const char *channel,
     orbit_pg_notify_pt handler, void *data)
 {
+    u_char             *p;
     size_t              len;
     orbit_pg_listen_t  *l;
 
@@ -299,22 +245,25 @@ orbit_pg_listen(orbit_pg_pool_t *pool, const char *channel,
 
     len = ngx_strlen(channel);
 
-    l->channel.data = ngx_pnalloc(pool->mem, 2 * len + 2);
-    if (l->channel.data == NULL) {
+    p = ngx_pnalloc(pool->mem, 2 * len + 2);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    l->channel.len = 0;
-    l->channel.data[l->channel.len++] = '"';
+    l->channel.data = p;
+    *p++ = '"';
 
     while (*channel) {
         if (*channel == '"') {
-            l->channel.data[l->channel.len++] = '"';
+            *p++ = '"';
         }
-        l->channel.data[l->channel.len++] = *channel++;
+
+        *p++ = *channel++;
     }
 
-    l->channel.data[l->channel.len++] = '"';
+    *p++ = '"';
+
+    l->channel.len = p - l->channel.data;
     l->handler = handler;
     l->data = data;
 
@@ -338,355 +287,72 @@ orbit_pg_listen(orbit_pg_pool_t *pool, const char *channel,
 }
 
 
-/* connecting */
+/* an idle connection takes the next waiting query, or waits in the pool */
 
-
-static void
-orbit_pg_connect(orbit_pg_conn_t *pc)
+void
+orbit_pg_ready(orbit_pg_conn_t *pc)
 {
-    const char       *values[4];
-    orbit_pg_pool_t  *pool;
-
-    static const char  *keys[] = { "application_name", "dbname", "hostaddr",
-                                   NULL };
+    ngx_int_t            rc;
+    ngx_queue_t         *qu;
+    orbit_pg_pool_t     *pool;
+    orbit_pg_query_t    *q;
+    orbit_pg_handler_pt  handler;
 
     pool = pc->pool;
 
-    pc->timer.handler = orbit_pg_conn_timer;
-    pc->timer.data = pc;
-    pc->timer.log = pool->log;
-    pc->timer.cancelable = 1;
-
-    if (pool->destroyed || ngx_exiting || ngx_terminate) {
-        return;
-    }
-
-    /* dbname expands the conninfo; its keys override the default name */
-
-    values[0] = "orbitdesk";
-    values[1] = (char *) pool->conf->conninfo.data;
-    values[2] = pool->conf->hostaddr.len ? (char *) pool->conf->hostaddr.data
-                                         : NULL;
-    values[3] = NULL;
-
-    pc->pg = PQconnectStartParams(keys, values, 1);
-
-    if (pc->pg == NULL) {
-        orbit_pg_set_error(pool, "postgres: ", "out of memory");
-        return;
-    }
-
-    if (PQstatus(pc->pg) == CONNECTION_BAD) {
-        orbit_pg_broken(pc, PQerrorMessage(pc->pg));
-        return;
-    }
-
-    pc->state = ORBIT_PG_CONNECTING;
-    pc->poll = PGRES_POLLING_WRITING;
-    pool->connecting++;
-
-    if (orbit_pg_wrap_socket(pc) != NGX_OK) {
-        orbit_pg_broken(pc, "cannot watch the socket");
-        return;
-    }
-
-    ngx_add_timer(&pc->timer, pool->conf->connect_timeout);
-}
-
-
-static ngx_int_t
-orbit_pg_wrap_socket(orbit_pg_conn_t *pc)
-{
-    int                fd;
-    ngx_connection_t  *c;
-
-    fd = PQsocket(pc->pg);
-
-    if (pc->c) {
-        if (pc->c->fd == fd) {
-            return NGX_OK;
+    if (pc->listener) {
+        if (pool->listen_dirty) {
+            (void) orbit_pg_send_listens(pc);
         }
 
-        /* libpq moved to another socket (next address, SSL fallback) */
-
-        if (pc->c->read->active || pc->c->write->active) {
-            ngx_del_conn(pc->c, NGX_CLOSE_EVENT);
-        }
-
-        pc->c->fd = (ngx_socket_t) -1;
-        ngx_free_connection(pc->c);
-        pc->c = NULL;
+        return;
     }
 
-    if (fd < 0) {
-        return NGX_ERROR;
-    }
+    while (!ngx_queue_empty(&pool->waiting)) {
+        qu = ngx_queue_head(&pool->waiting);
+        q = ngx_queue_data(qu, orbit_pg_query_t, queue);
 
-    c = ngx_get_connection(fd, pc->pool->log);
-    if (c == NULL) {
-        return NGX_ERROR;
-    }
+        /* q stays queued until it is sent: a failure leaves it there */
 
-    c->data = pc;
-    c->read->handler = orbit_pg_event_handler;
-    c->write->handler = orbit_pg_event_handler;
-    c->read->log = pc->pool->log;
-    c->write->log = pc->pool->log;
+        rc = orbit_pg_start(pc, q);
 
-    pc->c = c;
-
-    if (ngx_add_conn(c) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-static void
-orbit_pg_event_handler(ngx_event_t *ev)
-{
-    ngx_connection_t  *c;
-    orbit_pg_conn_t   *pc;
-
-    c = ev->data;
-    pc = c->data;
-
-    switch (pc->state) {
-
-    case ORBIT_PG_CONNECTING:
-        orbit_pg_connect_step(pc, ev);
-        break;
-
-    case ORBIT_PG_INIT:
-    case ORBIT_PG_BUSY:
-        orbit_pg_busy_step(pc);
-        break;
-
-    case ORBIT_PG_IDLE:
-        orbit_pg_idle_step(pc);
-        break;
-
-    default:
-        break;
-    }
-}
-
-
-static void
-orbit_pg_connect_step(orbit_pg_conn_t *pc, ngx_event_t *ev)
-{
-    /*
-     * PQconnectPoll must run only when the socket is ready the way it
-     * asked: polling a connect still in progress would take it for done.
-     * Edge-triggered events come once: a socket that is already writable
-     * (libpq 15 asks for writing again right after the connect) gives no
-     * new event, so "ready" flags are kept until libpq has used them.
-     */
-
-    for ( ;; ) {
-
-        if (pc->poll == PGRES_POLLING_WRITING ? !pc->c->write->ready
-                                              : !pc->c->read->ready)
-        {
+        if (rc == NGX_DECLINED) {
             return;
         }
 
-        pc->c->read->ready = 0;
+        ngx_queue_remove(qu);
+        q->queued = 0;
+        pool->nwaiting--;
 
-        pc->poll = PQconnectPoll(pc->pg);
-
-        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, pc->pool->log, 0,
-                       "orbit pg: connect poll %d, status %d", pc->poll,
-                       PQstatus(pc->pg));
-
-        switch (pc->poll) {
-
-        case PGRES_POLLING_OK:
-            orbit_pg_connected(pc);
-            return;
-
-        case PGRES_POLLING_FAILED:
-            orbit_pg_broken(pc, PQerrorMessage(pc->pg));
-            return;
-
-        default:
-            if (orbit_pg_wrap_socket(pc) != NGX_OK) {
-                orbit_pg_broken(pc, "cannot watch the socket");
-                return;
-            }
-
-            if (PQstatus(pc->pg) == CONNECTION_STARTED) {
-                /* a connect in progress: wait for its writability event */
-                pc->c->write->ready = 0;
-            }
-        }
-    }
-}
-
-
-static void
-orbit_pg_connected(orbit_pg_conn_t *pc)
-{
-    if (orbit_pg_wrap_socket(pc) != NGX_OK
-        || PQsetnonblocking(pc->pg, 1) != 0)
-    {
-        orbit_pg_broken(pc, "cannot watch the socket");
-        return;
-    }
-
-    /* still counted as connecting until the init statement is done */
-    pc->state = ORBIT_PG_INIT;
-
-    /* the server bounds every statement by the pool's timeout too */
-
-    if (!PQsendQuery(pc->pg, (char *) pc->pool->init_sql)) {
-        orbit_pg_broken(pc, PQerrorMessage(pc->pg));
-        return;
-    }
-
-    (void) orbit_pg_conn_flush(pc);
-}
-
-
-/* queries */
-
-
-static ngx_int_t
-orbit_pg_start(orbit_pg_conn_t *pc, orbit_pg_query_t *q)
-{
-    /*
-     * A failed send or flush means the server saw no Sync, so nothing of
-     * the query was committed: the caller may give it to another one.
-     */
-
-    if (!PQsendQueryParams(pc->pg, q->sql, q->nparams, NULL, q->values,
-                           NULL, NULL, 0))
-    {
-        orbit_pg_broken(pc, PQerrorMessage(pc->pg));
-        return NGX_DECLINED;
-    }
-
-    pc->state = ORBIT_PG_BUSY;
-
-    if (orbit_pg_conn_flush(pc) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    pc->query = q;
-    q->conn = pc;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-orbit_pg_conn_flush(orbit_pg_conn_t *pc)
-{
-    int  rc;
-
-    rc = PQflush(pc->pg);
-
-    if (rc == -1) {
-        orbit_pg_broken(pc, PQerrorMessage(pc->pg));
-        return NGX_ERROR;
-    }
-
-    pc->flushing = (rc == 1);
-
-    return NGX_OK;
-}
-
-
-static void
-orbit_pg_busy_step(orbit_pg_conn_t *pc)
-{
-    PGresult  *res;
-
-    if (pc->flushing && orbit_pg_conn_flush(pc) != NGX_OK) {
-        return;
-    }
-
-    if (!PQconsumeInput(pc->pg)) {
-        orbit_pg_broken(pc, PQerrorMessage(pc->pg));
-        return;
-    }
-
-    orbit_pg_deliver_notifies(pc);
-
-    while (!PQisBusy(pc->pg)) {
-
-        res = PQgetResult(pc->pg);
-
-        if (res == NULL) {
-            res = pc->result;
-            pc->result = NULL;
-
-            if (pc->state == ORBIT_PG_INIT) {
-                orbit_pg_command_done(pc, res);
-
-            } else {
-                orbit_pg_query_done(pc, res);
-            }
-
+        if (rc == NGX_OK) {
             return;
         }
 
-        /* one statement per query: keep its result, or its error */
+        /* NGX_ABORT: the query is at fault; the connection takes the next */
 
-        if (pc->result == NULL) {
-            pc->result = res;
-
-        } else if (PQresultStatus(res) == PGRES_FATAL_ERROR) {
-            PQclear(pc->result);
-            pc->result = res;
-
-        } else {
-            PQclear(res);
+        if (q->timer.timer_set) {
+            ngx_del_timer(&q->timer);
         }
+
+        handler = q->handler;
+        orbit_pg_query_fail(q, PQerrorMessage(pc->pg));
+
+        if (handler) {
+            handler(q, NULL);
+        }
+    }
+
+    if (!pc->in_idle) {
+        ngx_queue_insert_tail(&pool->idle, &pc->idle);
+        pc->in_idle = 1;
     }
 }
 
 
-static void
-orbit_pg_command_done(orbit_pg_conn_t *pc, PGresult *res)
-{
-    ExecStatusType  status;
+/* the query (or the listener's LISTEN) on pc is complete */
 
-    status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-
-    if (status != PGRES_COMMAND_OK) {
-        orbit_pg_set_error(pc->pool, "postgres: ",
-                           res ? PQresultErrorMessage(res)
-                               : PQerrorMessage(pc->pg));
-        if (res) {
-            PQclear(res);
-        }
-
-        orbit_pg_broken(pc, (char *) pc->pool->error);
-        return;
-    }
-
-    PQclear(res);
-
-    if (pc->timer.timer_set) {
-        ngx_del_timer(&pc->timer);
-    }
-
-    pc->backoff = 0;
-    pc->pool->connecting--;
-    pc->pool->up += !pc->listener;
-    pc->state = ORBIT_PG_IDLE;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->pool->log, 0,
-                   "orbit pg: connection up, %ui in pool", pc->pool->up);
-
-    orbit_pg_conn_ready(pc);
-}
-
-
-static void
-orbit_pg_query_done(orbit_pg_conn_t *pc, PGresult *res)
+void
+orbit_pg_result(orbit_pg_conn_t *pc, PGresult *res)
 {
     orbit_pg_query_t  *q;
 
@@ -718,80 +384,27 @@ orbit_pg_query_done(orbit_pg_conn_t *pc, PGresult *res)
         PQclear(res);
     }
 
-    /* the handler may have sent a query on this very connection */
-
-    if (pc->state == ORBIT_PG_IDLE) {
-        orbit_pg_conn_ready(pc);
-    }
-}
-
-
-/* an idle connection takes the next waiting query, or waits in the pool */
-
-static void
-orbit_pg_conn_ready(orbit_pg_conn_t *pc)
-{
-    ngx_queue_t       *qu;
-    orbit_pg_pool_t   *pool;
-    orbit_pg_query_t  *q;
-
-    pool = pc->pool;
-
-    if (pc->listener) {
-        if (pool->listen_dirty) {
-            (void) orbit_pg_send_listens(pc);
-        }
-        return;
-    }
-
-    if (!ngx_queue_empty(&pool->waiting)) {
-        qu = ngx_queue_head(&pool->waiting);
-        q = ngx_queue_data(qu, orbit_pg_query_t, queue);
-
-        ngx_queue_remove(qu);
-        q->queued = 0;
-        pool->nwaiting--;
-
-        if (orbit_pg_start(pc, q) != NGX_OK) {
-            /* the connection broke before sending: requeue at the head */
-            ngx_queue_insert_head(&pool->waiting, &q->queue);
-            q->queued = 1;
-            pool->nwaiting++;
-
-            if (pool->up == 0 && pool->connecting == 0) {
-                orbit_pg_fail_waiting(pool);
-            }
-        }
-
-        return;
-    }
-
-    if (!pc->in_idle) {
-        ngx_queue_insert_tail(&pool->idle, &pc->idle);
-        pc->in_idle = 1;
-    }
-}
-
-
-static void
-orbit_pg_idle_step(orbit_pg_conn_t *pc)
-{
-    /* input on an idle connection: notifications, or the server going */
-
-    if (!PQconsumeInput(pc->pg)) {
-        orbit_pg_broken(pc, PQerrorMessage(pc->pg));
-        return;
-    }
-
-    orbit_pg_deliver_notifies(pc);
+    /* libpq may have read the server's goodbye with the result */
 
     if (PQstatus(pc->pg) == CONNECTION_BAD) {
         orbit_pg_broken(pc, PQerrorMessage(pc->pg));
+        return;
     }
+
+    if (pc->listener) {
+        /* notifications that came with the LISTEN reply */
+        orbit_pg_deliver_notifies(pc);
+
+        if (pc->state != ORBIT_PG_IDLE) {
+            return;
+        }
+    }
+
+    orbit_pg_ready(pc);
 }
 
 
-static void
+void
 orbit_pg_deliver_notifies(orbit_pg_conn_t *pc)
 {
     size_t              len;
@@ -799,21 +412,141 @@ orbit_pg_deliver_notifies(orbit_pg_conn_t *pc)
     ngx_uint_t          i;
     orbit_pg_listen_t  *l;
 
-    while ((n = PQnotifies(pc->pg)) != NULL) {
-
+    while (pc->state != ORBIT_PG_CLOSED
+           && (n = PQnotifies(pc->pg)) != NULL)
+    {
         len = ngx_strlen(n->relname);
-        l = pc->pool->listens.elts;
+
+        /* a handler may listen on more: the array may move */
 
         for (i = 0; i < pc->pool->listens.nelts; i++) {
-            if (l[i].channel.len == len + 2
-                && ngx_strncmp(l[i].channel.data + 1, n->relname, len) == 0)
+            l = (orbit_pg_listen_t *) pc->pool->listens.elts + i;
+
+            if (l->channel.len == len + 2
+                && ngx_strncmp(l->channel.data + 1, n->relname, len) == 0)
             {
-                l[i].handler(l[i].data, n->relname, n->extra);
+                l->handler(l->data, n->relname, n->extra);
             }
         }
 
         PQfreemem(n);
     }
+}
+
+
+void
+orbit_pg_fail_waiting(orbit_pg_pool_t *pool)
+{
+    ngx_queue_t          *qu;
+    orbit_pg_query_t     *q;
+    orbit_pg_handler_pt   handler;
+
+    while (!ngx_queue_empty(&pool->waiting)) {
+        qu = ngx_queue_head(&pool->waiting);
+        q = ngx_queue_data(qu, orbit_pg_query_t, queue);
+
+        ngx_queue_remove(qu);
+        q->queued = 0;
+        pool->nwaiting--;
+
+        if (q->timer.timer_set) {
+            ngx_del_timer(&q->timer);
+        }
+
+        handler = q->handler;
+        orbit_pg_query_fail(q, (char *) pool->error);
+
+        if (handler) {
+            handler(q, NULL);
+        }
+    }
+}
+
+
+void
+orbit_pg_query_fail(orbit_pg_query_t *q, const char *why)
+{
+    size_t  len;
+
+    len = ngx_strlen(why);
+
+    while (len && (why[len - 1] == '\n' || why[len - 1] == ' ')) {
+        len--;
+    }
+
+    q->error.data = ngx_pnalloc(q->mem, len);
+    if (q->error.data == NULL) {
+        q->error.len = 0;
+        return;
+    }
+
+    ngx_memcpy(q->error.data, why, len);
+    q->error.len = len;
+}
+
+
+void
+orbit_pg_set_error(orbit_pg_pool_t *pool, const char *prefix,
+    const char *msg)
+{
+    u_char  *p, *last, copy[sizeof(pool->error)];
+
+    /* msg may be pool->error itself */
+    ngx_cpystrn(copy, (u_char *) msg, sizeof(copy));
+
+    if (ngx_strncmp(copy, prefix, ngx_strlen(prefix)) == 0) {
+        prefix = "";
+    }
+
+    last = pool->error + sizeof(pool->error) - 1;
+    p = ngx_slprintf(pool->error, last, "%s%s", prefix, copy);
+
+    while (p > pool->error && (p[-1] == '\n' || p[-1] == ' ')) {
+        p--;
+    }
+
+    *p = '\0';
+
+    /* libpq messages span lines: keep the first */
+    p = (u_char *) ngx_strchr(pool->error, '\n');
+    if (p) {
+        *p = '\0';
+    }
+}
+
+
+/*
+ * NGX_OK: sent.  NGX_DECLINED: the connection broke and nothing reached
+ * the server (no Sync, nothing committed): another may take the query.
+ * NGX_ABORT: libpq refused the query itself; the connection is fine.
+ */
+
+static ngx_int_t
+orbit_pg_start(orbit_pg_conn_t *pc, orbit_pg_query_t *q)
+{
+    if (!PQsendQueryParams(pc->pg, q->sql, q->nparams, NULL, q->values,
+                           NULL, NULL, 0))
+    {
+        if (PQstatus(pc->pg) == CONNECTION_OK
+            && PQtransactionStatus(pc->pg) == PQTRANS_IDLE)
+        {
+            return NGX_ABORT;
+        }
+
+        orbit_pg_broken(pc, PQerrorMessage(pc->pg));
+        return NGX_DECLINED;
+    }
+
+    pc->state = ORBIT_PG_BUSY;
+
+    if (orbit_pg_flush(pc) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    pc->query = q;
+    q->conn = pc;
+
+    return NGX_OK;
 }
 
 
@@ -846,173 +579,38 @@ orbit_pg_send_listens(orbit_pg_conn_t *pc)
     *p = '\0';
 
     pc->pool->listen_dirty = 0;
-    pc->state = ORBIT_PG_BUSY;
 
     if (!PQsendQuery(pc->pg, (char *) sql)) {
         ngx_free(sql);
-        pc->pool->listen_dirty = 1;
         orbit_pg_broken(pc, PQerrorMessage(pc->pg));
         return NGX_ERROR;
     }
 
     ngx_free(sql);
 
-    return orbit_pg_conn_flush(pc);
-}
+    pc->state = ORBIT_PG_BUSY;
 
-
-/* failures */
-
-
-static void
-orbit_pg_broken(orbit_pg_conn_t *pc, const char *why)
-{
-    ngx_uint_t         level;
-    orbit_pg_pool_t   *pool;
-    orbit_pg_query_t  *q;
-
-    pool = pc->pool;
-
-    orbit_pg_set_error(pool, "postgres unavailable: ", why);
-
-    level = (pc->state == ORBIT_PG_CONNECTING) ? NGX_LOG_WARN : NGX_LOG_ERR;
-    ngx_log_error(level, pool->log, 0, "%s", pool->error);
-
-    q = pc->query;
-    pc->query = NULL;
-
-    if (pc->listener) {
-        pool->listen_dirty = 1;
-    }
-
-    orbit_pg_close(pc);
-
-    if (q) {
-        q->conn = NULL;
-
-        if (q->timer.timer_set) {
-            ngx_del_timer(&q->timer);
-        }
-
-        orbit_pg_query_fail(q, (char *) pool->error);
-
-        if (q->handler) {
-            q->handler(q, NULL);
-        }
-    }
-
-    if (pool->up == 0 && pool->connecting == 0) {
-        orbit_pg_fail_waiting(pool);
-    }
-
-    if (pool->destroyed || ngx_exiting || ngx_terminate) {
-        return;
-    }
-
-    pc->backoff = pc->backoff ? ngx_min(pc->backoff * 2, ORBIT_PG_BACKOFF_MAX)
-                              : ORBIT_PG_BACKOFF_MIN;
-
-    ngx_add_timer(&pc->timer, pc->backoff);
-}
-
-
-static void
-orbit_pg_close(orbit_pg_conn_t *pc)
-{
-    ngx_connection_t  *c;
-
-    if (pc->state == ORBIT_PG_CONNECTING || pc->state == ORBIT_PG_INIT) {
-        pc->pool->connecting--;
-
-    } else if ((pc->state == ORBIT_PG_IDLE || pc->state == ORBIT_PG_BUSY)
-               && !pc->listener)
-    {
-        pc->pool->up--;
-    }
-
-    pc->state = ORBIT_PG_CLOSED;
-    pc->flushing = 0;
-
-    if (pc->in_idle) {
-        ngx_queue_remove(&pc->idle);
-        pc->in_idle = 0;
-    }
-
-    if (pc->timer.timer_set) {
-        ngx_del_timer(&pc->timer);
-    }
-
-    if (pc->result) {
-        PQclear(pc->result);
-        pc->result = NULL;
-    }
-
-    c = pc->c;
-
-    if (c) {
-        /* libpq owns the socket: nginx forgets it, PQfinish closes it */
-
-        if (c->read->posted) {
-            ngx_delete_posted_event(c->read);
-        }
-
-        if (c->write->posted) {
-            ngx_delete_posted_event(c->write);
-        }
-
-        if (c->read->active || c->write->active) {
-            ngx_del_conn(c, NGX_CLOSE_EVENT);
-        }
-
-        c->fd = (ngx_socket_t) -1;
-        ngx_free_connection(c);
-        pc->c = NULL;
-    }
-
-    if (pc->pg) {
-        PQfinish(pc->pg);
-        pc->pg = NULL;
-    }
-}
-
-
-static void
-orbit_pg_conn_timer(ngx_event_t *ev)
-{
-    orbit_pg_conn_t  *pc;
-
-    pc = ev->data;
-
-    switch (pc->state) {
-
-    case ORBIT_PG_CLOSED:
-        orbit_pg_connect(pc);
-        return;
-
-    case ORBIT_PG_CONNECTING:
-    case ORBIT_PG_INIT:
-        orbit_pg_broken(pc, "connect timed out");
-        return;
-
-    default:
-        /* an abandoned query did not end in time: drop the connection */
-        orbit_pg_broken(pc, "abandoned query did not finish");
-        return;
-    }
+    return orbit_pg_flush(pc);
 }
 
 
 static void
 orbit_pg_query_timeout(ngx_event_t *ev)
 {
+    orbit_pg_conn_t      *pc;
     orbit_pg_query_t     *q;
     orbit_pg_handler_pt   handler;
 
     q = ev->data;
     handler = q->handler;
+    pc = q->conn;
 
-    /* a running query drains on its connection, ended by the server */
     orbit_pg_query_cancel(q);
+
+    if (pc && q->timeout && q->timeout < pc->pool->conf->timeout) {
+        /* the server would run it for the pool's timeout: drop it now */
+        orbit_pg_reconnect(pc, "a query timed out before the pool's timeout");
+    }
 
     q->timedout = 1;
     orbit_pg_query_fail(q, "postgres query timed out");
@@ -1024,87 +622,11 @@ orbit_pg_query_timeout(ngx_event_t *ev)
 
 
 static void
-orbit_pg_query_fail(orbit_pg_query_t *q, const char *why)
-{
-    size_t  len;
-
-    len = ngx_strlen(why);
-
-    while (len && (why[len - 1] == '\n' || why[len - 1] == ' ')) {
-        len--;
-    }
-
-    q->error.data = ngx_pnalloc(q->mem, len);
-    if (q->error.data == NULL) {
-        q->error.len = 0;
-        return;
-    }
-
-    ngx_memcpy(q->error.data, why, len);
-    q->error.len = len;
-}
-
-
-static void
-orbit_pg_fail_waiting(orbit_pg_pool_t *pool)
-{
-    ngx_queue_t       *qu;
-    orbit_pg_query_t  *q;
-
-    while (!ngx_queue_empty(&pool->waiting)) {
-        qu = ngx_queue_head(&pool->waiting);
-        q = ngx_queue_data(qu, orbit_pg_query_t, queue);
-
-        ngx_queue_remove(qu);
-        q->queued = 0;
-        pool->nwaiting--;
-
-        if (q->timer.timer_set) {
-            ngx_del_timer(&q->timer);
-        }
-
-        orbit_pg_query_fail(q, (char *) pool->error);
-
-        if (q->handler) {
-            q->handler(q, NULL);
-        }
-    }
-}
-
-
-static void
 orbit_pg_query_cleanup(void *data)
 {
     orbit_pg_query_t  *q = data;
 
     if (q->pool) {
         orbit_pg_query_cancel(q);
-    }
-}
-
-
-static void
-orbit_pg_set_error(orbit_pg_pool_t *pool, const char *prefix,
-    const char *msg)
-{
-    u_char  *p, *last;
-
-    last = pool->error + sizeof(pool->error) - 1;
-
-    if (ngx_strncmp(msg, prefix, ngx_strlen(prefix)) == 0) {
-        prefix = "";
-    }
-
-    p = ngx_slprintf(pool->error, last, "%s%s", prefix, msg);
-
-    while (p > pool->error && (p[-1] == '\n' || p[-1] == ' ')) {
-        p--;
-    }
-
-    /* libpq messages span lines: keep the first */
-    *p = '\0';
-    p = (u_char *) ngx_strchr(pool->error, '\n');
-    if (p) {
-        *p = '\0';
     }
 }
