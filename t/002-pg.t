@@ -132,13 +132,15 @@ GET /t
         orbit_test_sql "SELECT pg_notify('orbit_test_chan', $1)" $arg_p;
     }
     location = /both {
-        # the waiter and, 300 ms later, the notifier
+        # the waiter, through a proxy so the test client waits on it
         proxy_pass http://127.0.0.1:$server_port/wait;
     }
 --- request
 GET /both
 --- init
-system("(sleep 0.5; curl -s 'http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/notify?p=hello' >/dev/null) &");
+# LISTEN goes out when the waiter arrives: notify until it is heard (at
+# most 5 s), not once after a guess at how long that takes
+system("(for i in \$(seq 25); do sleep 0.2; curl -s 'http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/notify?p=hello' >/dev/null; done) &");
 --- error_code: 200
 --- response_body: hello
 --- timeout: 5

@@ -66,6 +66,61 @@ size_t orbit_route_allow(const orbit_route_t *routes, size_t n,
     const char *path, size_t path_len, char *buf, size_t size);
 
 
+/* crypto: hashes in lowercase hex, timing-safe comparison, tokens */
+
+#define ORBIT_SHA256_HEX_LEN  64
+
+void orbit_hex(char *dst, const unsigned char *src, size_t len);
+void orbit_sha256_hex(char out[ORBIT_SHA256_HEX_LEN + 1], const void *data,
+    size_t len);
+int orbit_hmac_sha256_hex(char out[ORBIT_SHA256_HEX_LEN + 1],
+    const void *key, size_t key_len, const void *data, size_t len);
+
+/* 1 when equal; the time taken does not depend on where they differ */
+int orbit_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+/* nbytes (at most 64) random bytes, base64url, nul-terminated in out */
+#define ORBIT_TOKEN_LEN(nbytes)  (((nbytes) * 4 + 2) / 3)
+int orbit_random_token(char *out, size_t nbytes);
+
+
+/* jwt: HS256 access tokens */
+
+typedef struct {
+    char         user_id[48];
+    char         tenant_id[48];                /* "" for SUPERADMIN */
+    char         role[16];
+    long         iat;
+    long         exp;
+} orbit_jwt_claims_t;
+
+typedef enum {
+    ORBIT_JWT_OK = 0,
+    ORBIT_JWT_INVALID,
+    ORBIT_JWT_EXPIRED
+} orbit_jwt_rc_e;
+
+/* a new token (free it with orbit_jwt_free), or NULL */
+char *orbit_jwt_sign(const unsigned char *key, size_t key_len,
+    const orbit_jwt_claims_t *c);
+void orbit_jwt_free(char *token);
+orbit_jwt_rc_e orbit_jwt_verify(const unsigned char *key, size_t key_len,
+    const char *token, long now, orbit_jwt_claims_t *c);
+
+
+/* secrets: the file named by orbit_secrets */
+
+typedef struct {
+    char           jwt_secret[256];
+    size_t         jwt_secret_len;
+    unsigned char  encryption_key[32];
+    unsigned       has_encryption_key:1;
+} orbit_secrets_t;
+
+int orbit_secrets_parse(const char *text, size_t len, orbit_secrets_t *s,
+    char *err, size_t errlen);
+
+
 /* password: argon2id in the PHC encoded form ("$argon2id$v=19$...") */
 
 #define ORBIT_PASSWORD_ENCODED_LEN  128

@@ -6,7 +6,7 @@
 #include "orbit_core.h"
 
 
-static const char  orbit_hex[] = "0123456789abcdef";
+static const char  orbit_json_hex[] = "0123456789abcdef";
 
 
 size_t
@@ -60,8 +60,8 @@ orbit_json_escape(char *dst, const char *s, size_t len)
                 *dst++ = 'u';
                 *dst++ = '0';
                 *dst++ = '0';
-                *dst++ = orbit_hex[ch >> 4];
-                *dst++ = orbit_hex[ch & 0xf];
+                *dst++ = orbit_json_hex[ch >> 4];
+                *dst++ = orbit_json_hex[ch & 0xf];
 
             } else {
                 *dst++ = (char) ch;

@@ -162,8 +162,10 @@ orbit_http_client_create(ngx_cycle_t *cycle)
         return NULL;
     }
 
+    /* curl_version() would initialise libldap and libsasl for nothing */
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, hc->log, 0,
-                   "orbit http: client created, %s", curl_version());
+                   "orbit http: client created, libcurl %s",
+                   curl_version_info(CURLVERSION_NOW)->version);
 
     return hc;
 }

@@ -158,6 +158,146 @@ test_password(void)
 }
 
 
+static void
+test_crypto(void)
+{
+    char  hex[ORBIT_SHA256_HEX_LEN + 1], t1[ORBIT_TOKEN_LEN(32) + 1],
+          t2[ORBIT_TOKEN_LEN(32) + 1];
+
+    orbit_sha256_hex(hex, "abc", 3);
+    UNIT_STR(hex, strlen(hex), "ba7816bf8f01cfea414140de5dae2223"
+             "b00361a396177a9cb410ff61f20015ad", "crypto: SHA-256 of abc");
+
+    /* RFC 4231 test case 2 */
+    UNIT_OK(orbit_hmac_sha256_hex(hex, "Jefe", 4,
+                                  "what do ya want for nothing?", 28) == 0,
+            "crypto: HMAC-SHA256");
+    UNIT_STR(hex, strlen(hex), "5bdcc146bf60754e6a042426089575c7"
+             "5a003f089d2739839dec58b964ec3843",
+             "crypto: HMAC-SHA256 matches RFC 4231 case 2");
+
+    UNIT_OK(orbit_equal("abc", 3, "abc", 3) == 1, "crypto: equal");
+    UNIT_OK(orbit_equal("abc", 3, "abd", 3) == 0, "crypto: differ");
+    UNIT_OK(orbit_equal("abc", 3, "abcd", 4) == 0,
+            "crypto: different lengths differ");
+
+    UNIT_OK(orbit_random_token(t1, 32) == 0
+            && orbit_random_token(t2, 32) == 0,
+            "crypto: random tokens");
+    UNIT_OK(strlen(t1) == 43 && strspn(t1, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "abcdefghijklmnopqrstuvwxyz"
+                                       "0123456789-_") == 43,
+            "crypto: 32 bytes are 43 base64url characters");
+    UNIT_OK(strcmp(t1, t2) != 0, "crypto: two tokens differ");
+    UNIT_OK(orbit_random_token(t1, 1) == 0 && strlen(t1) == 2,
+            "crypto: one byte is two characters");
+    UNIT_OK(orbit_random_token(t1, 65) == -1, "crypto: at most 64 bytes");
+}
+
+
+static void
+test_jwt(void)
+{
+    char                 *tok, *none;
+    orbit_jwt_claims_t    c, out;
+    const unsigned char   key[] = "0123456789abcdef0123456789abcdef";
+
+    memset(&c, 0, sizeof(c));
+    strcpy(c.user_id, "7d6f6c1e-1111-4222-8333-944445555666");
+    strcpy(c.tenant_id, "0a0b0c0d-1111-4222-8333-944445555666");
+    strcpy(c.role, "ADMIN");
+    c.iat = 1000;
+    c.exp = 1900;
+
+    tok = orbit_jwt_sign(key, 32, &c);
+    UNIT_OK(tok != NULL && strncmp(tok, "eyJ", 3) == 0, "jwt: signed");
+
+    UNIT_OK(orbit_jwt_verify(key, 32, tok, 1500, &out) == ORBIT_JWT_OK,
+            "jwt: verifies before exp");
+    UNIT_OK(strcmp(out.user_id, c.user_id) == 0
+            && strcmp(out.tenant_id, c.tenant_id) == 0
+            && strcmp(out.role, "ADMIN") == 0 && out.exp == 1900
+            && out.iat == 1000,
+            "jwt: claims come back");
+
+    UNIT_OK(orbit_jwt_verify(key, 32, tok, 1900, &out) == ORBIT_JWT_EXPIRED,
+            "jwt: expired at exp");
+    UNIT_OK(orbit_jwt_verify((const unsigned char *) "another key 0123456789"
+                             "abcdef", 32, tok, 1500, &out)
+            == ORBIT_JWT_INVALID,
+            "jwt: another key's token is invalid");
+
+    tok[strlen(tok) - 2] ^= 1;
+    UNIT_OK(orbit_jwt_verify(key, 32, tok, 1500, &out) == ORBIT_JWT_INVALID,
+            "jwt: a changed signature is invalid");
+    orbit_jwt_free(tok);
+
+    /* {"alg":"none"} with the same claims: must never pass */
+    none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0."
+           "eyJ1c2VySWQiOiJ4Iiwicm9sZSI6IlNVUEVSQURNSU4iLCJleHAiOjk5OTk5OTk"
+           "5OTl9.";
+    UNIT_OK(orbit_jwt_verify(key, 32, none, 1500, &out) == ORBIT_JWT_INVALID,
+            "jwt: alg none is refused");
+
+    UNIT_OK(orbit_jwt_verify(key, 32, "not.a.jwt", 1500, &out)
+            == ORBIT_JWT_INVALID, "jwt: garbage is invalid");
+
+    c.tenant_id[0] = '\0';
+    strcpy(c.role, "SUPERADMIN");
+    tok = orbit_jwt_sign(key, 32, &c);
+    UNIT_OK(orbit_jwt_verify(key, 32, tok, 1500, &out) == ORBIT_JWT_OK
+            && out.tenant_id[0] == '\0',
+            "jwt: a superadmin has no tenant");
+    orbit_jwt_free(tok);
+}
+
+
+static void
+test_secrets(void)
+{
+    char             err[128];
+    orbit_secrets_t  s;
+    const char      *good, *nokey, *short_jwt, *bad_hex, *junk;
+
+    good = "# OrbitDesk\n"
+           "  JWT_SECRET=0123456789abcdef0123456789abcdef!  \r\n"
+           "\n"
+           "OTHER=ignored\n"
+           "ENCRYPTION_KEY=000102030405060708090a0b0c0d0e0f"
+           "101112131415161718191A1B1C1D1E1F";
+    UNIT_OK(orbit_secrets_parse(good, strlen(good), &s, err, sizeof(err))
+            == 0, "secrets: a good file parses");
+    UNIT_STR(s.jwt_secret, s.jwt_secret_len,
+             "0123456789abcdef0123456789abcdef!",
+             "secrets: JWT_SECRET trimmed of spaces and CR");
+    UNIT_OK(s.encryption_key[0] == 0 && s.encryption_key[15] == 0x0f
+            && s.encryption_key[31] == 0x1f,
+            "secrets: ENCRYPTION_KEY decoded from hex, any case");
+
+    nokey = "JWT_SECRET=0123456789abcdef0123456789abcdef\n";
+    UNIT_OK(orbit_secrets_parse(nokey, strlen(nokey), &s, err, sizeof(err))
+            == -1 && strstr(err, "ENCRYPTION_KEY") != NULL,
+            "secrets: a missing key is named");
+
+    short_jwt = "JWT_SECRET=short\n";
+    UNIT_OK(orbit_secrets_parse(short_jwt, strlen(short_jwt), &s, err,
+                                sizeof(err)) == -1
+            && strstr(err, "line 1") != NULL,
+            "secrets: a short JWT_SECRET is refused with its line");
+
+    bad_hex = "JWT_SECRET=0123456789abcdef0123456789abcdef\n"
+              "ENCRYPTION_KEY=zz0102030405060708090a0b0c0d0e0f"
+              "101112131415161718191a1b1c1d1e1f\n";
+    UNIT_OK(orbit_secrets_parse(bad_hex, strlen(bad_hex), &s, err,
+                                sizeof(err)) == -1,
+            "secrets: non-hex ENCRYPTION_KEY refused");
+
+    junk = "this is not a secrets file\n";
+    UNIT_OK(orbit_secrets_parse(junk, strlen(junk), &s, err, sizeof(err))
+            == -1, "secrets: junk refused");
+}
+
+
 int
 main(void)
 {
@@ -165,6 +305,9 @@ main(void)
     test_error();
     test_route();
     test_password();
+    test_crypto();
+    test_jwt();
+    test_secrets();
 
     return unit_done();
 }

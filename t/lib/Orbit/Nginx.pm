@@ -22,8 +22,19 @@ our $VERSION = '0.01';
 our @EXPORT = qw(http_request http_get http parallel_requests);
 our @EXPORT_OK = qw(build_request parse_response expand_env find_nginx_binary);
 
-my $START_TIMEOUT = 10;
-my $STOP_TIMEOUT  = 10;
+# Under ORBIT_VALGRIND nginx runs inside memcheck, which is 10-50 times
+# slower: startup/stop/reload waits are multiplied by ORBIT_VALGRIND_SLOWDOWN
+# (default 10) and client timeouts by ORBIT_VALGRIND_REQUEST_FACTOR (5).
+our $VALGRIND = $ENV{ORBIT_VALGRIND} ? 1 : 0;
+our $SLOWDOWN = $VALGRIND ? ($ENV{ORBIT_VALGRIND_SLOWDOWN} || 10) : 1;
+our $REQUEST_FACTOR = $VALGRIND ? ($ENV{ORBIT_VALGRIND_REQUEST_FACTOR} || 5) : 1;
+
+my $START_TIMEOUT = 10 * $SLOWDOWN;
+my $STOP_TIMEOUT  = 10 * $SLOWDOWN;
+
+sub valgrind_enabled        { return $VALGRIND }
+sub valgrind_slowdown       { return $SLOWDOWN }
+sub valgrind_request_factor { return $REQUEST_FACTOR }
 
 # ---------------------------------------------------------------------------
 # construction and configuration
@@ -248,9 +259,13 @@ sub master_pid {
 
 sub is_running { return defined $_[0]->master_pid }
 
-# Children of the master as [pid, title] pairs, read from /proc.
+# Children of the master as [pid, title] pairs, read from /proc. Under
+# valgrind the process title is memcheck's command line (setproctitle only
+# rewrites the guest's copy of argv), so titles are rebuilt from error.log
+# ($errlog): a child that logged "gracefully shutting down" is a worker that
+# is shutting down, any other child a worker.
 sub _children {
-    my $ppid = shift;
+    my ($ppid, $errlog) = @_;
     my @kids;
     opendir my $dh, '/proc' or return ();
     for my $pid (grep { /^\d+$/ } readdir $dh) {
@@ -269,6 +284,19 @@ sub _children {
         push @kids, [$pid, $title];
     }
     closedir $dh;
+    if (grep { $_->[1] !~ /^nginx: / } @kids) {
+        my %quitting;
+        if (defined $errlog && open my $fh, '<', $errlog) {
+            while (my $line = <$fh>) {
+                $quitting{$1} = 1 if $line =~ /\] (\d+)#\d+: gracefully shutting down/;
+            }
+            close $fh;
+        }
+        for my $k (grep { $_->[1] !~ /^nginx: / } @kids) {
+            $k->[1] = $quitting{ $k->[0] } ? 'nginx: worker process is shutting down'
+                                           : 'nginx: worker process';
+        }
+    }
     return sort { $a->[0] <=> $b->[0] } @kids;
 }
 
@@ -278,14 +306,15 @@ sub worker_pids {
     my $master = $self->master_pid or return ();
     return map { $_->[0] }
            grep { $_->[1] =~ /worker process/ && $_->[1] !~ /shutting down/ }
-           _children($master);
+           _children($master, $self->error_log_path);
 }
 
 # Worker pids including old ones that are still shutting down.
 sub all_worker_pids {
     my $self = shift;
     my $master = $self->master_pid or return ();
-    return map { $_->[0] } grep { $_->[1] =~ /worker process/ } _children($master);
+    return map { $_->[0] } grep { $_->[1] =~ /worker process/ }
+           _children($master, $self->error_log_path);
 }
 
 sub _port_accepts {
@@ -316,6 +345,7 @@ sub _kill_leftover {
     if ($pid && _alive($pid) && _is_nginx_process($pid)) {
         _terminate($pid, $STOP_TIMEOUT);
     }
+    $self->_reap_valgrind_pids if $VALGRIND;
     unlink $self->pid_path;
 }
 
@@ -338,7 +368,8 @@ sub start {
     $self->write_conf;
 
     my $out = $self->{servroot} . '/nginx.out';
-    my @cmd = ($self->{binary}, '-p', "$self->{servroot}/", '-c', 'conf/nginx.conf');
+    my @cmd = ($self->valgrind_command,
+               $self->{binary}, '-p', "$self->{servroot}/", '-c', 'conf/nginx.conf');
     my $status = _run_to_file(\@cmd, $out);
 
     my $fail = sub {
@@ -348,6 +379,7 @@ sub start {
         $msg .= "--- nginx output:\n$startup" if $startup =~ /\S/ && $startup !~ /^\(no /;
         $msg .= "--- tail of error.log:\n" . _tail($self->error_log_path, 20);
         $self->_kill_leftover;
+        $self->_collect_valgrind if $VALGRIND;
         die $msg;
     };
 
@@ -388,8 +420,213 @@ sub stop {
     if ($pid && _alive($pid)) {
         $ok = _terminate($pid, $STOP_TIMEOUT);
     }
+    if ($VALGRIND) {
+        $ok = 0 unless $self->_reap_valgrind_pids;
+        $self->_collect_valgrind;
+        $self->_keep_file($self->error_log_path, 'error.log');
+    }
     unlink $self->pid_path;
     return $ok;
+}
+
+# ---------------------------------------------------------------------------
+# valgrind (ORBIT_VALGRIND=1)
+# ---------------------------------------------------------------------------
+
+# The project root, for valgrind.suppress: $ORBIT_ROOT, else three levels
+# above this file (t/lib/Orbit/Nginx.pm).
+sub _project_root {
+    return $ENV{ORBIT_ROOT} if $ENV{ORBIT_ROOT};
+    my $here = File::Spec->rel2abs(__FILE__);
+    $here =~ s{/t/lib/Orbit/Nginx\.pm$}{} or return '.';
+    return $here;
+}
+
+sub valgrind_log_glob { return $_[0]->log_dir . '/valgrind.*.log' }
+
+# The command prefix that runs nginx under memcheck; empty without
+# ORBIT_VALGRIND. Every process of the tree (the daemonizing parent, the
+# master, each worker) writes logs/valgrind.<pid>.log. Extra options:
+# ORBIT_VALGRIND_OPTS (e.g. "--track-origins=yes --gen-suppressions=all").
+sub valgrind_command {
+    my $self = shift;
+    return () unless $VALGRIND;
+    my $supp = _project_root() . '/valgrind.suppress';
+    return (
+        $ENV{ORBIT_VALGRIND_BIN} || 'valgrind',
+        '--tool=memcheck', '--trace-children=yes', '--child-silent-after-fork=no',
+        '--num-callers=30',
+        (-f $supp ? ("--suppressions=$supp") : ()),
+        '--leak-check=full', '--show-leak-kinds=definite',
+        # the modules are dlclose()d when the cycle pool goes at exit: keep
+        # their symbols so leak stacks still name orbit_ frames
+        '--keep-debuginfo=yes',
+        '--log-file=' . $self->log_dir . '/valgrind.%p.log',
+        grep { length } split /\s+/, $ENV{ORBIT_VALGRIND_OPTS} // '',
+    );
+}
+
+# Wait for every process that has a valgrind log (workers orphaned by a
+# killed master, a worker still writing its leak report) to exit; SIGKILL
+# what is left after the stop timeout. Returns 1 if none had to be killed.
+sub _reap_valgrind_pids {
+    my $self = shift;
+    my $logs = $self->log_dir . '/valgrind.';
+    # only pids still running memcheck with our --log-file (pids get reused)
+    my $ours = sub {
+        my $pid = shift;
+        return 0 unless _alive($pid);
+        open my $fh, '<', "/proc/$pid/cmdline" or return 0;
+        my $cmd = do { local $/; <$fh> } // '';
+        close $fh;
+        return index($cmd, "--log-file=$logs") >= 0;
+    };
+    my @pids = grep { $ours->($_) }
+               map { m{/valgrind\.(\d+)\.log$} ? $1 : () } glob $self->valgrind_log_glob;
+    return 1 unless @pids;
+    my $deadline = time + $STOP_TIMEOUT;
+    while (time < $deadline) {
+        @pids = grep { $ours->($_) } @pids;
+        return 1 unless @pids;
+        sleep 0.1;
+    }
+    kill 'KILL', @pids;
+    sleep 0.2;
+    return 0;
+}
+
+# Scan the current logs/valgrind.*.log into $self (each log once), keeping
+# a copy under $ORBIT_VALGRIND_KEEP if set (start() wipes logs/).
+sub _collect_valgrind {
+    my $self = shift;
+    for my $log (sort glob $self->valgrind_log_glob) {
+        my @st = stat $log or next;
+        my $id = "$log:$st[1]:$st[9]:$st[7]";    # path, inode, mtime, size
+        next if $self->{valgrind_seen}{$id}++;
+        my $scan = scan_valgrind_log($log);
+        # a log scanned while nginx ran is scanned again: keep reports once
+        for my $kind (qw(errors leaks)) {
+            push @{ $self->{"valgrind_$kind"} },
+                grep { !$self->{valgrind_have}{$_}++ } @{ $scan->{$kind} };
+        }
+        (my $base = $log) =~ s{.*/}{};
+        $self->_keep_file($log, $base) if ($st[7] // 0) > 0;
+    }
+    return;
+}
+
+# Copy $path to $ORBIT_VALGRIND_KEEP/<script>.<n>.<$name>, if that is set
+# (n counts copies in this test process).
+my $KeptFiles = 0;
+
+sub _keep_file {
+    my ($self, $path, $name) = @_;
+    my $keep = $ENV{ORBIT_VALGRIND_KEEP} or return;
+    make_path($keep) unless -d $keep;
+    (my $script = $0) =~ s{.*/}{};
+    my $dst = sprintf '%s/%s.%03d.%s', $keep, $script, ++$KeptFiles, $name;
+    open my $in, '<', $path or return;
+    binmode $in;
+    if (open my $out, '>', $dst) {
+        binmode $out;
+        print {$out} $_ while <$in>;
+        close $out;
+    }
+    close $in;
+    return;
+}
+
+# Memory errors valgrind reported since this object was created: invalid
+# reads/writes/frees, uninitialised values, mismatched frees, overlapping
+# copies, plus "definitely lost" leaks with an orbit_ frame in their stack.
+# Each is one report (text without the ==pid== prefixes, first line naming
+# the log). Scans logs left since the last stop, too.
+sub valgrind_errors {
+    my $self = shift;
+    return () unless $VALGRIND;
+    $self->_collect_valgrind;
+    return (@{ $self->{valgrind_errors} || [] },
+            grep { has_orbit_frame($_) } @{ $self->{valgrind_leaks} || [] });
+}
+
+# True when a report's stack has a frame in orbit code (function, source
+# file or the module's .so named orbit_*).
+sub has_orbit_frame {
+    return $_[0] =~ /^\s*(?:at|by) 0x[0-9A-Fa-f]+: .*orbit_/m ? 1 : 0;
+}
+
+# All "definitely lost" reports (nginx's own at-exit pools included): for diag.
+sub valgrind_leaks {
+    my $self = shift;
+    return () unless $VALGRIND;
+    $self->_collect_valgrind;
+    return @{ $self->{valgrind_leaks} || [] };
+}
+
+# Text for a failing assertion's diag: the first report in full, then one
+# line for each other distinct report (same stack from several processes
+# counts once): its first line and its first orbit_ frame, if any.
+sub valgrind_summary {
+    my @reports = @_;
+    return '' unless @reports;
+    my (%seen, @distinct);
+    for my $r (@reports) {
+        # same stack and kind, whatever the process, sizes and addresses
+        (my $key = $r) =~ s/^\S+: //;
+        $key =~ s/0x[0-9A-Fa-f]+/0x/g;
+        $key =~ s/^[\d,]+ (?:\([^)]*\) )?bytes in [\d,]+ blocks/N bytes/;
+        $key =~ s/loss record [\d,]+ of [\d,]+//;
+        push @distinct, $r unless $seen{$key}++;
+    }
+    my $text = scalar(@reports) . ' valgrind report(s), ' . scalar(@distinct)
+             . " distinct; first:\n$distinct[0]";
+    if (@distinct > 1) {
+        $text .= "others:\n";
+        for my $r (@distinct[1 .. $#distinct]) {
+            my ($first) = $r =~ /^(.*)$/m;
+            my ($frame) = $r =~ /^\s*(?:at|by) 0x[0-9A-Fa-f]+: (.*orbit_.*)$/m;
+            $text .= "  $first" . (defined $frame ? "\n      at $frame" : '') . "\n";
+        }
+    }
+    return $text;
+}
+
+my $VG_ERROR_RE = join '|', 'Invalid (?:read|write|free)', 'uninitialised',
+    'Mismatched free', 'Source and destination overlap', 'unaddressable';
+$VG_ERROR_RE = qr/$VG_ERROR_RE/;
+
+# One memcheck log -> { errors => [...], leaks => [...] }: its records (split
+# on the blank "==pid== " lines) whose first line is a memory error, or a
+# "definitely lost" leak.
+sub scan_valgrind_log {
+    my $path = shift;
+    my %out = (errors => [], leaks => []);
+    open my $fh, '<', $path or return \%out;
+    (my $name = $path) =~ s{.*/}{};
+    my @rec;
+    my $flush = sub {
+        return unless @rec;
+        my $first = $rec[0];
+        my $text = "$name: " . join("\n", @rec) . "\n";
+        if ($first =~ /are definitely lost in loss record/) {
+            push @{ $out{leaks} }, $text;
+        } elsif ($first =~ $VG_ERROR_RE) {
+            push @{ $out{errors} }, $text;
+        }
+        @rec = ();
+    };
+    while (my $line = <$fh>) {
+        chomp $line;
+        next unless $line =~ s/^==\d+==\s?//;
+        if ($line =~ /^\s*$/) {
+            $flush->();
+        } else {
+            push @rec, $line;
+        }
+    }
+    $flush->();
+    close $fh;
+    return \%out;
 }
 
 # Rewrite the config and SIGHUP the master, then wait (up to 10 s) until the
@@ -418,7 +655,8 @@ sub reload {
             $self->{reload_error} = $1;
             return 0;
         }
-        my @kids = grep { $_->[1] =~ /worker process/ } _children($master);
+        my @kids = grep { $_->[1] =~ /worker process/ }
+                   _children($master, $self->error_log_path);
         my @current = grep { $_->[1] !~ /shutting down/ } @kids;
         my @new = grep { !$old{ $_->[0] } } @current;
         $up = @new >= $self->{workers} && @new == @current;
@@ -652,7 +890,7 @@ sub _exchange {
     my ($reqs, %opts) = @_;
     my $port = $opts{port} // _default_port();
     my $host = $opts{host} // '127.0.0.1';
-    my $timeout = $opts{timeout} // 10;
+    my $timeout = ($opts{timeout} // 10) * $REQUEST_FACTOR;
 
     local $SIG{PIPE} = 'IGNORE';
     my $t0 = time;
@@ -839,8 +1077,9 @@ An unknown name is fatal.
 conf_text, write_conf, write_file($name, $content), start, stop, reload,
 reload_error, master_pid, is_running, worker_pids, all_worker_pids,
 error_log_path, error_log_size, error_log_since($offset), error_log,
-html_dir, conf_path, pid_path, access_log_path, plus http_get, http,
-http_request, parallel_requests bound to this instance's port.
+html_dir, conf_path, pid_path, access_log_path, valgrind_errors,
+valgrind_leaks, plus http_get, http, http_request, parallel_requests bound
+to this instance's port.
 
 C<start> kills an nginx left on the pid file, recreates conf/ and logs/
 (html/ is kept), writes the config and waits up to 10 s for the port; it
@@ -851,6 +1090,33 @@ the new workers are up and (unless wait_old is 0) no worker is "shutting
 down", up to 10 s; it returns false when nginx refused the new config
 ([emerg]) or no new worker appeared. worker_pids excludes workers that are
 shutting down; all_worker_pids includes them.
+
+=head1 VALGRIND
+
+With C<ORBIT_VALGRIND=1> in the environment, C<start> runs nginx as
+C<valgrind --tool=memcheck --trace-children=yes --child-silent-after-fork=no
+--num-callers=30 --suppressions=ROOT/valgrind.suppress --leak-check=full
+--show-leak-kinds=definite --keep-debuginfo=yes
+--log-file=SERVROOT/logs/valgrind.%p.log nginx ...> (daemon and master as
+configured; every process writes its own log). ROOT is C<$ORBIT_ROOT> or the
+checkout holding this file; C<ORBIT_VALGRIND_BIN> replaces C<valgrind>,
+C<ORBIT_VALGRIND_OPTS> adds options (e.g. C<--track-origins=yes>),
+C<ORBIT_VALGRIND_KEEP=DIR> keeps a copy of every valgrind log and, at each
+C<stop>, of error.log (C<start> wipes logs/).
+Start, stop and reload waits are multiplied by C<ORBIT_VALGRIND_SLOWDOWN>
+(10) and every client timeout by C<ORBIT_VALGRIND_REQUEST_FACTOR> (5).
+Process titles are memcheck's command line under valgrind, so worker_pids
+and reload tell workers that are shutting down by their "gracefully
+shutting down" line in error.log.
+
+C<stop> waits for every process with a log, then scans the logs.
+C<valgrind_errors> returns the reports (text, ==pid== prefixes removed,
+first line naming the log) of memory errors (Invalid read/write/free,
+uninitialised values, Mismatched free, Source and destination overlap,
+unaddressable bytes) plus the "definitely lost" leaks whose stack has an
+C<orbit_> frame; C<valgrind_leaks> returns every "definitely lost" report.
+C<Orbit::Nginx::valgrind_summary(@reports)> formats them for a diag. All
+return nothing without ORBIT_VALGRIND.
 
 =head1 FUNCTIONS (exported)
 

@@ -61,14 +61,24 @@ sub wait_until {
 
 # One assertion: no [alert], [crit] or [emerg] in the whole error log, but
 # for lines matching $opts{allow} (an error the test itself provoked).
+# Under ORBIT_VALGRIND also no memory error (nor orbit_ leak) in valgrind's
+# logs of every nginx $t ran (call it after $t->stop); other leaks: diag.
 sub no_bad_log {
     my ($t, %opts) = @_;
     my $allow = $opts{allow} // qr/(?!)/;
     my $name = $opts{name};
     my @bad = grep { /\[(alert|crit|emerg)\]/ && !/$allow/ }
               split /\n/, $t->error_log;
-    ok(!@bad, $name // 'no [alert], [crit] or [emerg] in error.log')
-        or diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
+    my @vg = $t->valgrind_errors;
+    my $default = 'no [alert], [crit] or [emerg] in error.log';
+    $default .= ' and no valgrind memory errors' if Orbit::Nginx::valgrind_enabled();
+    ok(!@bad && !@vg, $name // $default) or do {
+        diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]) if @bad;
+        diag(Orbit::Nginx::valgrind_summary(@vg)) if @vg;
+    };
+    my @leaks = grep { !Orbit::Nginx::has_orbit_frame($_) } $t->valgrind_leaks;
+    diag(scalar(@leaks) . ' "definitely lost" leak report(s) outside orbit code'
+         . " (not a failure); first:\n$leaks[0]") if @leaks;
 }
 
 1;

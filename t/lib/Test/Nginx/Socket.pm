@@ -48,11 +48,13 @@ our $NoRootLocation    = 0;
 our $ConfigPreamble    = '';
 our $NoLongString      = 0;
 our $LogSettleTime     = 0.05;    # let log-phase lines reach error.log
+$LogSettleTime *= Orbit::Nginx::valgrind_slowdown();
 our (@EnvToNginx, @BlockPreprocessors, @CleanupHandlers, @ResponseBodyChecks);
 
 # state of the running server
 my ($Nginx, $NginxConf, $PrevConfig, $ErrLogPos);
 my @BadLines;        # [alert]/[crit]/[emerg] lines harvested at each stop
+my (@VgErrors, @VgLeaks);    # valgrind reports harvested at each stop
 my %ExpectedBad;     # such lines that a block's --- error_log asked for
 my $FinalCheckDone = 0;
 my $NginxVersion;
@@ -235,6 +237,7 @@ sub _ensure_nginx {
     _write_user_files($block);
     if (!eval { $ngx->start; 1 }) {
         _harvest_bad_lines($ngx);
+        _harvest_valgrind($ngx);
         return "$@";
     }
     ($Nginx, $NginxConf, $ErrLogPos) = ($ngx, $text, 0);
@@ -245,6 +248,7 @@ sub _stop_nginx {
     return unless $Nginx;
     $Nginx->stop;
     _harvest_bad_lines($Nginx);
+    _harvest_valgrind($Nginx);
     undef $Nginx;
     undef $NginxConf;
     return;
@@ -260,12 +264,29 @@ sub _harvest_bad_lines {
     return;
 }
 
+# Under ORBIT_VALGRIND: memory errors (and leaks through orbit_ frames) go
+# into the final assertion; other "definitely lost" leaks are diag only.
+sub _harvest_valgrind {
+    my $ngx = shift;
+    return unless Orbit::Nginx::valgrind_enabled();
+    push @VgErrors, $ngx->valgrind_errors;
+    push @VgLeaks, grep { !Orbit::Nginx::has_orbit_frame($_) } $ngx->valgrind_leaks;
+    return;
+}
+
 sub _final_check {
     return if $FinalCheckDone++;
     _cleanup();
     my @bad = grep { !$ExpectedBad{$_} } @BadLines;
-    Test::More::ok(!@bad, 'error.log has no [alert], [crit] or [emerg] lines')
-        or Test::More::diag(join "\n", 'offending error.log lines:', @bad);
+    my $vg = Orbit::Nginx::valgrind_enabled();
+    my $name = 'error.log has no [alert], [crit] or [emerg] lines';
+    $name .= ' and valgrind reports no memory errors' if $vg;
+    Test::More::ok(!@bad && !@VgErrors, $name) or do {
+        Test::More::diag(join "\n", 'offending error.log lines:', @bad) if @bad;
+        Test::More::diag(Orbit::Nginx::valgrind_summary(@VgErrors)) if @VgErrors;
+    };
+    Test::More::diag(scalar(@VgLeaks) . ' "definitely lost" leak report(s) outside orbit'
+        . " code (not a failure); first:\n" . $VgLeaks[0]) if @VgLeaks;
     return;
 }
 
@@ -380,7 +401,7 @@ sub _run_block_once {
             _check_body($block, $res, $i, $rep, $need_array);
         }
 
-        sleep $wait if $wait;
+        sleep $wait * Orbit::Nginx::valgrind_request_factor() if $wait;
         _check_logs($block, $rep);
     }
     return;
@@ -854,6 +875,13 @@ C<--- error_log> explicitly expected are exempt. C<plan tests =E<gt> N> is
 raised by one for it automatically. Under the real Test::Nginx this extra
 check does not exist (it only warns about such lines), so the plan there is
 exactly N.
+
+=item * B<Valgrind.> With C<ORBIT_VALGRIND=1> nginx runs under memcheck (see
+L<Orbit::Nginx/VALGRIND>); client timeouts and C<--- wait> are multiplied
+by ORBIT_VALGRIND_REQUEST_FACTOR (5), the log settle time by
+ORBIT_VALGRIND_SLOWDOWN (10). Memory errors, and "definitely lost" leaks
+through an C<orbit_> frame, from every nginx of the file fail the same
+final assertion (so the count does not change); other leaks are a diag.
 
 =item * nginx is restarted only when the generated nginx.conf changes
 between blocks (set TEST_NGINX_FORCE_RESTART_ON_TEST=1 to restart for every

@@ -1,0 +1,147 @@
+/*
+ * OrbitDesk core: the secrets file named by "orbit_secrets" (KEY=value
+ * lines, '#' comments).  Read once, at configuration time.
+ *
+ *   JWT_SECRET=...         at least 32 characters; signs access tokens
+ *   ENCRYPTION_KEY=...     64 hex digits (32 bytes): AES-256-GCM at rest
+ */
+
+#include <stdio.h>
+#include <string.h>
+
+#include "orbit_core.h"
+
+
+static int orbit_secrets_hexval(char c);
+static int orbit_secrets_unhex(unsigned char *dst, const char *src,
+    size_t len);
+
+
+int
+orbit_secrets_parse(const char *text, size_t len, orbit_secrets_t *s,
+    char *err, size_t errlen)
+{
+    size_t       klen, vlen, lineno;
+    const char  *p, *end, *eol, *eq, *key, *val;
+
+    memset(s, 0, sizeof(orbit_secrets_t));
+
+    p = text;
+    end = text + len;
+    lineno = 0;
+
+    while (p < end) {
+        lineno++;
+
+        eol = memchr(p, '\n', (size_t) (end - p));
+        if (eol == NULL) {
+            eol = end;
+        }
+
+        key = p;
+        p = eol + 1;
+
+        while (key < eol && (*key == ' ' || *key == '\t')) {
+            key++;
+        }
+
+        vlen = (size_t) (eol - key);
+
+        while (vlen && (key[vlen - 1] == '\r' || key[vlen - 1] == ' '
+                        || key[vlen - 1] == '\t'))
+        {
+            vlen--;
+        }
+
+        if (vlen == 0 || key[0] == '#') {
+            continue;
+        }
+
+        eq = memchr(key, '=', vlen);
+        if (eq == NULL) {
+            snprintf(err, errlen, "line %zu: expected KEY=value", lineno);
+            return -1;
+        }
+
+        klen = (size_t) (eq - key);
+        val = eq + 1;
+        vlen -= klen + 1;
+
+        if (klen == sizeof("JWT_SECRET") - 1
+            && memcmp(key, "JWT_SECRET", klen) == 0)
+        {
+            if (vlen < 32 || vlen >= sizeof(s->jwt_secret)) {
+                snprintf(err, errlen, "line %zu: JWT_SECRET must have 32 to "
+                         "%zu characters", lineno, sizeof(s->jwt_secret) - 1);
+                return -1;
+            }
+
+            memcpy(s->jwt_secret, val, vlen);
+            s->jwt_secret_len = vlen;
+            continue;
+        }
+
+        if (klen == sizeof("ENCRYPTION_KEY") - 1
+            && memcmp(key, "ENCRYPTION_KEY", klen) == 0)
+        {
+            if (vlen != 64 || orbit_secrets_unhex(s->encryption_key, val, 64)
+                              != 0)
+            {
+                snprintf(err, errlen, "line %zu: ENCRYPTION_KEY must be 64 "
+                         "hex digits", lineno);
+                return -1;
+            }
+
+            s->has_encryption_key = 1;
+            continue;
+        }
+
+        /* other keys belong to later parts: ignored */
+    }
+
+    if (s->jwt_secret_len == 0) {
+        snprintf(err, errlen, "JWT_SECRET is missing");
+        return -1;
+    }
+
+    if (!s->has_encryption_key) {
+        snprintf(err, errlen, "ENCRYPTION_KEY is missing");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+orbit_secrets_hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    c |= 0x20;
+
+    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+
+static int
+orbit_secrets_unhex(unsigned char *dst, const char *src, size_t len)
+{
+    int     hi, lo;
+    size_t  i;
+
+    for (i = 0; i < len; i += 2) {
+        hi = orbit_secrets_hexval(src[i]);
+        lo = orbit_secrets_hexval(src[i + 1]);
+
+        if (hi < 0 || lo < 0) {
+            return -1;
+        }
+
+        dst[i / 2] = (unsigned char) (hi << 4 | lo);
+    }
+
+    return 0;
+}
