@@ -96,7 +96,7 @@ ngx_http_orbit_error_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    len = orbit_error_json(NULL, 0, (int) status, NULL, 0);
+    len = orbit_error_json(NULL, 0, (int) status, NULL, 0, 0);
 
     ctx->body.data = ngx_pnalloc(r->pool, len);
     if (ctx->body.data == NULL) {
@@ -104,7 +104,7 @@ ngx_http_orbit_error_header_filter(ngx_http_request_t *r)
     }
 
     ctx->body.len = orbit_error_json((char *) ctx->body.data, len,
-                                     (int) status, NULL, 0);
+                                     (int) status, NULL, 0, 0);
 
     ngx_http_set_ctx(r, ctx, ngx_http_orbit_error_filter_module);
 

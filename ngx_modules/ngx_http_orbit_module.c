@@ -7,12 +7,14 @@
  *   orbit_redis     ADDRESS:PORT [timeout=T];
  *   orbit_migrations DIR;
  *   orbit_migrate   on | off;
+ *   orbit_secrets   FILE;
  *   orbit_api;
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <ngx_thread_pool.h>
 
 #include "ngx_http_orbit_module.h"
 #include "api/orbit_api.h"
@@ -37,6 +39,8 @@ static char *ngx_http_orbit_resolve_host(ngx_conf_t *cf,
 static ngx_int_t ngx_http_orbit_numeric_hosts(const char *hosts);
 static char *ngx_http_orbit_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_orbit_secrets_conf(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_orbit_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
@@ -69,6 +73,13 @@ static ngx_command_t  ngx_http_orbit_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_orbit_main_conf_t, migrate),
+      NULL },
+
+    { ngx_string("orbit_secrets"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_orbit_secrets_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("orbit_api"),
@@ -146,6 +157,30 @@ ngx_http_orbit_http_client(void)
                                                ngx_http_orbit_module);
 
     return omcf ? omcf->http_client : NULL;
+}
+
+
+orbit_secrets_t *
+ngx_http_orbit_secrets(void)
+{
+    ngx_http_orbit_main_conf_t  *omcf;
+
+    omcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_orbit_module);
+
+    return omcf ? omcf->secrets : NULL;
+}
+
+
+ngx_thread_pool_t *
+ngx_http_orbit_thread_pool(void)
+{
+    ngx_http_orbit_main_conf_t  *omcf;
+
+    omcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_orbit_module);
+
+    return omcf ? omcf->thread_pool : NULL;
 }
 
 
@@ -648,18 +683,108 @@ ngx_http_orbit_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * Read in the master at configuration time, so the file may be readable
+ * by root alone (0600) while workers run unprivileged.
+ */
+
+static char *
+ngx_http_orbit_secrets_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_orbit_main_conf_t *omcf = conf;
+
+    char              err[256];
+    ssize_t           n;
+    ngx_str_t        *value, name;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+    u_char            text[8192];
+
+    if (omcf->secrets) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = name;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) != NGX_FILE_ERROR
+        && (fi.st_mode & (S_IRWXG|S_IRWXO)))
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "secrets file \"%V\" is readable by others: "
+                           "chmod 600 it", &name);
+    }
+
+    n = ngx_read_file(&file, text, sizeof(text), 0);
+    ngx_close_file(file.fd);
+
+    if (n == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    if ((size_t) n == sizeof(text)) {
+        return "names a file too large for secrets";
+    }
+
+    omcf->secrets = ngx_pcalloc(cf->pool, sizeof(orbit_secrets_t));
+    if (omcf->secrets == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (orbit_secrets_parse((char *) text, n, omcf->secrets, err,
+                            sizeof(err))
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "secrets file \"%V\": %s",
+                           &name, err);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_explicit_memzero(text, sizeof(text));
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 ngx_http_orbit_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_orbit_loc_conf_t *olcf = conf;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t    *clcf;
+    ngx_http_orbit_main_conf_t  *omcf;
 
     if (olcf->api != NGX_CONF_UNSET) {
         return "is duplicate";
     }
 
     olcf->api = 1;
+
+    /* password hashing runs there, off the event loop */
+
+    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_orbit_module);
+
+    if (omcf->thread_pool == NULL) {
+        omcf->thread_pool = ngx_thread_pool_add(cf, NULL);
+        if (omcf->thread_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = orbit_api_handler;

@@ -11,6 +11,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "core/orbit_core.h"
 #include "io/orbit_pg.h"
 #include "io/orbit_redis.h"
 #include "io/orbit_http_client.h"
@@ -24,6 +25,8 @@ typedef struct {
     orbit_redis_conf_t          *redis;        /* orbit_redis */
     ngx_str_t                    migrations;   /* orbit_migrations dir */
     ngx_flag_t                   migrate;      /* orbit_migrate on|off */
+    orbit_secrets_t             *secrets;      /* orbit_secrets file */
+    ngx_thread_pool_t           *thread_pool;  /* CPU work: passwords */
 
     /* per worker, created in init_process */
     orbit_pg_pool_t             *pg_pool;
@@ -44,6 +47,8 @@ extern ngx_module_t  ngx_http_orbit_module;
 orbit_pg_pool_t *ngx_http_orbit_pg(void);
 orbit_redis_t *ngx_http_orbit_redis(void);
 orbit_http_client_t *ngx_http_orbit_http_client(void);
+orbit_secrets_t *ngx_http_orbit_secrets(void);
+ngx_thread_pool_t *ngx_http_orbit_thread_pool(void);
 
 
 #endif /* _NGX_HTTP_ORBIT_MODULE_H_INCLUDED_ */

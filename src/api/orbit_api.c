@@ -1,24 +1,68 @@
 /*
- * OrbitDesk REST: route, read the body, parse JSON, dispatch, answer.
+ * OrbitDesk REST: route, authenticate, read the body, parse JSON,
+ * dispatch; and the helpers every handler ends with.
  */
+
+#include <ngx_thread_pool.h>
 
 #include "api/orbit_api.h"
 #include "ngx_http_orbit_module.h"
 
 
+#define ORBIT_ANY_USER        ORBIT_ROLES_ALL
+#define ORBIT_TENANT_ADMINS   (ORBIT_ROLE_ADMIN)
+#define ORBIT_PLATFORM        (ORBIT_ROLE_SUPERADMIN)
+
+
 static const orbit_route_t  orbit_api_routes[] = {
-    { "GET",  "/api/v1/health",  (void *) orbit_api_health },
+    { "GET",   "/api/v1/health",              (void *) orbit_api_health,
+      ORBIT_PUBLIC },
+
+    { "POST",  "/api/v1/auth/register",       (void *) orbit_api_auth_register,
+      ORBIT_PUBLIC },
+    { "POST",  "/api/v1/auth/login",          (void *) orbit_api_auth_login,
+      ORBIT_PUBLIC },
+    { "POST",  "/api/v1/auth/refresh",        (void *) orbit_api_auth_refresh,
+      ORBIT_PUBLIC },
+    { "POST",  "/api/v1/auth/logout",         (void *) orbit_api_auth_logout,
+      ORBIT_ANY_USER },
+    { "GET",   "/api/v1/auth/me",             (void *) orbit_api_auth_me,
+      ORBIT_ANY_USER },
+
+    { "GET",   "/api/v1/tenants",             (void *) orbit_api_tenants_list,
+      ORBIT_PLATFORM },
+    { "GET",   "/api/v1/tenants/:id",         (void *) orbit_api_tenants_get,
+      ORBIT_PLATFORM },
+    { "PATCH", "/api/v1/tenants/:id",        (void *) orbit_api_tenants_update,
+      ORBIT_PLATFORM },
+
+    { "GET",   "/api/v1/audit-logs",          (void *) orbit_api_audit_list,
+      ORBIT_TENANT_ADMINS|ORBIT_PLATFORM },
 };
 
 #define ORBIT_API_NROUTES                                                    \
     (sizeof(orbit_api_routes) / sizeof(orbit_api_routes[0]))
 
 
+typedef struct {
+    orbit_api_req_t             *ar;
+    orbit_api_work_pt            work;
+    orbit_api_work_done_pt       done;
+    void                        *ctx;
+    unsigned                     orphan:1;
+} orbit_api_task_t;
+
+
 static void orbit_api_body_read(ngx_http_request_t *r);
 static ngx_int_t orbit_api_parse_body(orbit_api_req_t *ar);
-static ngx_int_t orbit_api_dispatch(orbit_api_req_t *ar);
 static ngx_int_t orbit_api_not_found(orbit_api_req_t *ar);
 static ngx_int_t orbit_api_bad_method(orbit_api_req_t *ar);
+static void orbit_api_query_done(orbit_pg_query_t *q, PGresult *res);
+static ngx_int_t orbit_api_query_error(orbit_api_req_t *ar,
+    PGresult *res);
+static void orbit_api_task_orphan(void *data);
+static void orbit_api_task_run(void *data, ngx_log_t *log);
+static void orbit_api_task_done(ngx_event_t *ev);
 static void orbit_api_cleanup(void *data);
 
 
@@ -65,13 +109,23 @@ orbit_api_handler(ngx_http_request_t *r)
         return orbit_api_bad_method(ar);
     }
 
+    /* who is calling is known before any body is read */
+
+    if (orbit_auth_check(ar) != NGX_OK) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+
+        return ar->rc;
+    }
+
     if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))) {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
         }
 
-        return orbit_api_dispatch(ar);
+        return ((orbit_api_handler_pt) ar->match.route->handler)(ar);
     }
 
     r->request_body_in_single_buf = 1;
@@ -164,7 +218,7 @@ orbit_api_send_error(orbit_api_req_t *ar, ngx_uint_t status,
 
     msgs[0] = message;
 
-    len = orbit_error_json(NULL, 0, (int) status, msgs, message ? 1 : 0);
+    len = orbit_error_json(NULL, 0, (int) status, msgs, message ? 1 : 0, 0);
 
     buf = ngx_pnalloc(ar->r->pool, len);
     if (buf == NULL) {
@@ -172,9 +226,535 @@ orbit_api_send_error(orbit_api_req_t *ar, ngx_uint_t status,
     }
 
     len = orbit_error_json((char *) buf, len, (int) status, msgs,
-                           message ? 1 : 0);
+                           message ? 1 : 0, 0);
 
     return orbit_api_send_json(ar, status, buf, len);
+}
+
+
+ngx_int_t
+orbit_api_validate(orbit_api_req_t *ar, const orbit_v_field_t *fields)
+{
+    u_char            *buf;
+    size_t             len, i;
+    orbit_v_errors_t   errs;
+    const char        *msgs[ORBIT_V_MAX_MESSAGES];
+
+    if (orbit_validate(ar->body, fields, &errs) == 0) {
+        return NGX_OK;
+    }
+
+    for (i = 0; i < errs.n; i++) {
+        msgs[i] = errs.messages[i];
+    }
+
+    /* a validation failure always lists its messages, even just one */
+
+    len = orbit_error_json(NULL, 0, NGX_HTTP_BAD_REQUEST, msgs, errs.n, 1);
+
+    buf = ngx_pnalloc(ar->r->pool, len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = orbit_error_json((char *) buf, len, NGX_HTTP_BAD_REQUEST, msgs,
+                           errs.n, 1);
+
+    ar->rc = orbit_api_send_json(ar, NGX_HTTP_BAD_REQUEST, buf, len);
+
+    return NGX_DECLINED;
+}
+
+
+u_char *
+orbit_api_body_str(orbit_api_req_t *ar, const char *name)
+{
+    u_char      *p;
+    size_t       len;
+    json_t      *v;
+
+    v = ar->body ? json_object_get(ar->body, name) : NULL;
+
+    if (v == NULL || !json_is_string(v)) {
+        return NULL;
+    }
+
+    len = json_string_length(v);
+
+    p = ngx_pnalloc(ar->r->pool, len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, json_string_value(v), len);
+    p[len] = '\0';
+
+    return p;
+}
+
+
+char *
+orbit_api_arg(orbit_api_req_t *ar, const char *name)
+{
+    u_char     *dst, *src, *p;
+    ngx_str_t   value;
+
+    if (ngx_http_arg(ar->r, (u_char *) name, ngx_strlen(name), &value)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    p = ngx_pnalloc(ar->r->pool, value.len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    dst = p;
+    src = value.data;
+
+    ngx_unescape_uri(&dst, &src, value.len, NGX_UNESCAPE_URI);
+    *dst = '\0';
+
+    return (char *) p;
+}
+
+
+ngx_int_t
+orbit_api_arg_enum(orbit_api_req_t *ar, const char *name,
+    const char *const *values, const char **out)
+{
+    char               *v;
+    const char *const  *o;
+    u_char              msg[128];
+
+    v = orbit_api_arg(ar, name);
+    *out = v;
+
+    if (v == NULL) {
+        return NGX_OK;
+    }
+
+    for (o = values; *o; o++) {
+        if (ngx_strcmp(*o, v) == 0) {
+            return NGX_OK;
+        }
+    }
+
+    ngx_snprintf(msg, sizeof(msg), "%s must be one of the allowed values%Z",
+                 name);
+
+    ar->rc = orbit_api_send_error(ar, NGX_HTTP_BAD_REQUEST, (char *) msg);
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+orbit_api_page_args(orbit_api_req_t *ar, const char **limit,
+    const char **cursor, ngx_uint_t max)
+{
+    char       *v;
+    ngx_int_t   n;
+    u_char      msg[64];
+
+    v = orbit_api_arg(ar, "limit");
+
+    if (v == NULL) {
+        *limit = "50";
+
+    } else {
+        n = ngx_atoi((u_char *) v, ngx_strlen(v));
+
+        if (n < 1 || (ngx_uint_t) n > max) {
+            ngx_snprintf(msg, sizeof(msg),
+                         "limit must be between 1 and %ui%Z", max);
+            ar->rc = orbit_api_send_error(ar, NGX_HTTP_BAD_REQUEST,
+                                          (char *) msg);
+            return NGX_DECLINED;
+        }
+
+        *limit = v;
+    }
+
+    v = orbit_api_arg(ar, "cursor");
+    *cursor = (v && v[0]) ? v : NULL;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+orbit_api_uuid_param(orbit_api_req_t *ar, ngx_uint_t n, const char **out)
+{
+    u_char  *p;
+
+    p = orbit_api_param(ar, n);
+
+    if (p == NULL || !orbit_valid_uuid((char *) p, ngx_strlen(p))) {
+        /* NestJS's ParseUUIDPipe words it so */
+        ar->rc = orbit_api_send_error(ar, NGX_HTTP_BAD_REQUEST,
+                                      "Validation failed (uuid is "
+                                      "expected)");
+        return NGX_DECLINED;
+    }
+
+    *out = (char *) p;
+
+    return NGX_OK;
+}
+
+
+const char *
+orbit_api_client_ip(orbit_api_req_t *ar)
+{
+    ngx_str_t  *addr;
+
+    addr = &ar->r->connection->addr_text;
+
+    if (addr->len == 0 || addr->data[0] == 'u') {
+        return NULL;                             /* unix: no address */
+    }
+
+    return orbit_api_strdup_n(ar->r->pool, addr->data, addr->len);
+}
+
+
+char *
+orbit_api_strdup_n(ngx_pool_t *pool, const u_char *s, size_t len)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, s, len);
+    p[len] = '\0';
+
+    return (char *) p;
+}
+
+
+char *
+orbit_api_strdup(ngx_pool_t *pool, const char *s)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = ngx_strlen(s);
+
+    p = ngx_pnalloc(pool, len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, s, len + 1);
+
+    return (char *) p;
+}
+
+
+u_char *
+orbit_api_param(orbit_api_req_t *ar, ngx_uint_t n)
+{
+    u_char         *p;
+    orbit_slice_t  *s;
+
+    if (n >= ar->match.nparams) {
+        return NULL;
+    }
+
+    s = &ar->match.params[n];
+
+    p = ngx_pnalloc(ar->r->pool, s->len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, s->data, s->len);
+    p[s->len] = '\0';
+
+    return p;
+}
+
+
+ngx_int_t
+orbit_api_query(orbit_api_req_t *ar, const char *sql, int nparams,
+    const char **values, orbit_api_result_pt done)
+{
+    orbit_pg_pool_t   *pool;
+    orbit_pg_query_t  *q;
+
+    pool = ngx_http_orbit_pg();
+
+    if (pool == NULL) {
+        return orbit_api_send_error(ar, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "orbit_postgres is not configured");
+    }
+
+    q = orbit_pg_query_create(ar->r->pool);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->sql = sql;
+    q->nparams = nparams;
+    q->values = values;
+    q->handler = orbit_api_query_done;
+    q->data = ar;
+
+    ar->result = done;
+
+    if (orbit_pg_query_send(pool, q) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, ar->r->connection->log, 0,
+                      "orbit: %V", &q->error);
+        return orbit_api_send_error(ar, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "Service Unavailable");
+    }
+
+    orbit_api_hold(ar);
+
+    return NGX_DONE;
+}
+
+
+static void
+orbit_api_query_done(orbit_pg_query_t *q, PGresult *res)
+{
+    orbit_api_req_t  *ar;
+
+    ar = q->data;
+
+    if (res == NULL) {
+        ngx_log_error(NGX_LOG_ERR, ar->r->connection->log, 0,
+                      "orbit: %V", &q->error);
+
+        orbit_api_finish(ar, orbit_api_send_error(ar,
+                             q->timedout ? NGX_HTTP_GATEWAY_TIME_OUT
+                                         : NGX_HTTP_SERVICE_UNAVAILABLE,
+                             q->timedout ? "Gateway Timeout"
+                                         : "Service Unavailable"));
+        return;
+    }
+
+    switch (PQresultStatus(res)) {
+
+    case PGRES_TUPLES_OK:
+    case PGRES_COMMAND_OK:
+        ar->result(ar, res);
+        return;
+
+    default:
+        orbit_api_finish(ar, orbit_api_query_error(ar, res));
+        return;
+    }
+}
+
+
+/*
+ * The database refused: bad input that passed validation (a duplicate, a
+ * broken constraint, a value out of range) is the client's 4xx; anything
+ * else is ours, logged, and a bare 500.
+ */
+
+typedef struct {
+    const char  *constraint;
+    const char  *message;
+} orbit_api_conflict_t;
+
+
+/* a duplicate, in the words of the field the client sent */
+static const orbit_api_conflict_t  orbit_api_conflicts[] = {
+    { "tenants_slug_key", "slug is already taken" },
+    { "users_email_key", "email is already registered" },
+    { NULL, NULL }
+};
+
+
+static ngx_int_t
+orbit_api_query_error(orbit_api_req_t *ar, PGresult *res)
+{
+    char                        *state, *detail, *constraint;
+    const orbit_api_conflict_t  *c;
+
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    detail = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+
+    if (state == NULL) {
+        state = "";
+    }
+
+    if (ngx_strcmp(state, "23505") == 0) {
+        for (c = orbit_api_conflicts; constraint && c->constraint; c++) {
+            if (ngx_strcmp(c->constraint, constraint) == 0) {
+                return orbit_api_send_error(ar, NGX_HTTP_CONFLICT,
+                                            c->message);
+            }
+        }
+
+        return orbit_api_send_error(ar, NGX_HTTP_CONFLICT,
+                                    "Resource already exists");
+    }
+
+    if (ngx_strcmp(state, "57014") == 0) {
+        return orbit_api_send_error(ar, NGX_HTTP_GATEWAY_TIME_OUT,
+                                    "Gateway Timeout");
+    }
+
+    if (ngx_strncmp(state, "22", 2) == 0 || ngx_strcmp(state, "23514") == 0
+        || ngx_strcmp(state, "23502") == 0)
+    {
+        return orbit_api_send_error(ar, NGX_HTTP_BAD_REQUEST,
+                                    detail ? detail : "Bad Request");
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ar->r->connection->log, 0,
+                  "orbit: query failed: %s %s", state,
+                  PQresultErrorMessage(res));
+
+    return orbit_api_send_error(ar, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
+}
+
+
+void
+orbit_api_respond_row(orbit_api_req_t *ar, PGresult *res)
+{
+    u_char     *body;
+    size_t      len;
+    ngx_int_t   status;
+
+    if (PQntuples(res) == 0 || PQnfields(res) < 2) {
+        orbit_api_finish(ar, orbit_api_send_error(ar, NGX_HTTP_NOT_FOUND,
+                                                  "Not Found"));
+        return;
+    }
+
+    status = ngx_atoi((u_char *) PQgetvalue(res, 0, 0),
+                      PQgetlength(res, 0, 0));
+
+    if (status < 200 || status > 599) {
+        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (PQgetisnull(res, 0, 1)) {
+        orbit_api_finish(ar, orbit_api_send_error(ar, status,
+                             PQnfields(res) > 2 && !PQgetisnull(res, 0, 2)
+                             ? PQgetvalue(res, 0, 2) : NULL));
+        return;
+    }
+
+    /* res is freed when we return: the body moves to the request */
+
+    len = PQgetlength(res, 0, 1);
+
+    body = ngx_pnalloc(ar->r->pool, len);
+    if (body == NULL) {
+        orbit_api_finish(ar, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_memcpy(body, PQgetvalue(res, 0, 1), len);
+
+    orbit_api_finish(ar, orbit_api_send_json(ar, status, body, len));
+}
+
+
+/*
+ * The task outlives the request if the client goes away while a thread
+ * works on it: it is allocated apart and freed by its completion.
+ */
+
+ngx_int_t
+orbit_api_offload(orbit_api_req_t *ar, orbit_api_work_pt work,
+    orbit_api_work_done_pt done, void *ctx, size_t ctx_size)
+{
+    ngx_thread_task_t   *task;
+    ngx_thread_pool_t   *tp;
+    orbit_api_task_t    *t;
+    ngx_pool_cleanup_t  *cln;
+
+    tp = ngx_http_orbit_thread_pool();
+    if (tp == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    task = ngx_calloc(sizeof(ngx_thread_task_t) + sizeof(orbit_api_task_t)
+                      + ctx_size, ar->r->connection->log);
+    if (task == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    t = (orbit_api_task_t *) (task + 1);
+    t->ar = ar;
+    t->work = work;
+    t->done = done;
+    t->ctx = t + 1;
+
+    ngx_memcpy(t->ctx, ctx, ctx_size);
+
+    task->ctx = t;
+    task->handler = orbit_api_task_run;
+    task->event.handler = orbit_api_task_done;
+    task->event.data = task;
+    task->event.log = ar->r->connection->log;
+
+    cln = ngx_pool_cleanup_add(ar->r->pool, 0);
+    if (cln == NULL) {
+        ngx_free(task);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_thread_task_post(tp, task) != NGX_OK) {
+        ngx_free(task);
+        return orbit_api_send_error(ar, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "Service Unavailable");
+    }
+
+    /* if the request goes first, the completion only frees the task */
+    cln->handler = orbit_api_task_orphan;
+    cln->data = t;
+
+    orbit_api_hold(ar);
+
+    return NGX_DONE;
+}
+
+
+static void
+orbit_api_task_orphan(void *data)
+{
+    orbit_api_task_t  *t = data;
+
+    t->orphan = 1;
+}
+
+
+static void
+orbit_api_task_run(void *data, ngx_log_t *log)
+{
+    orbit_api_task_t  *t = data;
+
+    t->work(t->ctx);
+}
+
+
+static void
+orbit_api_task_done(ngx_event_t *ev)
+{
+    ngx_thread_task_t  *task;
+    orbit_api_task_t   *t;
+
+    task = ev->data;
+    t = task->ctx;
+
+    if (!t->orphan) {
+        t->done(t->ar, t->ctx);
+    }
+
+    ngx_free(task);
 }
 
 
@@ -189,7 +769,10 @@ orbit_api_body_read(ngx_http_request_t *r)
     rc = orbit_api_parse_body(ar);
 
     if (rc == NGX_OK) {
-        rc = orbit_api_dispatch(ar);
+        rc = ((orbit_api_handler_pt) ar->match.route->handler)(ar);
+
+    } else if (rc == NGX_DECLINED) {
+        rc = ar->rc;
     }
 
     ngx_http_finalize_request(r, rc);
@@ -254,21 +837,12 @@ orbit_api_parse_body(orbit_api_req_t *ar)
     if (ar->body == NULL) {
         ngx_snprintf(msg, sizeof(msg), "Invalid JSON at position %d: %s%Z",
                      err.position, err.text);
-        return orbit_api_send_error(ar, NGX_HTTP_BAD_REQUEST, (char *) msg);
+        ar->rc = orbit_api_send_error(ar, NGX_HTTP_BAD_REQUEST,
+                                      (char *) msg);
+        return NGX_DECLINED;
     }
 
     return NGX_OK;
-}
-
-
-static ngx_int_t
-orbit_api_dispatch(orbit_api_req_t *ar)
-{
-    orbit_api_handler_pt  handler;
-
-    handler = (orbit_api_handler_pt) ar->match.route->handler;
-
-    return handler(ar);
 }
 
 

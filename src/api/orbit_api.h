@@ -1,10 +1,12 @@
 /*
- * OrbitDesk REST: the route table, the request context every handler gets,
- * and the one way out (a JSON body or an error in the seed's shape).
+ * OrbitDesk REST: the route table, the request context every handler
+ * gets, and the ways out (a JSON body, an error in the seed's shape).
  *
- * A handler answers at once (returns what orbit_api_send_* returned), or
- * starts async work: it calls orbit_api_hold(ar), returns NGX_DONE, and
- * later ends the request with orbit_api_finish(ar, rc).
+ * A request goes: route -> authenticate -> authorise -> read and parse the
+ * body -> handler.  A handler answers at once (returns what
+ * orbit_api_send_* returned), or starts async work: orbit_api_query() and
+ * orbit_api_offload() hold the request and call back; the callback ends it
+ * with orbit_api_finish(ar, rc).
  */
 
 #ifndef _ORBIT_API_H_INCLUDED_
@@ -15,23 +17,40 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #include "core/orbit_core.h"
+#include "core/orbit_validate.h"
+#include "api/orbit_auth.h"
 
 
 typedef struct orbit_api_req_s  orbit_api_req_t;
 
 typedef ngx_int_t (*orbit_api_handler_pt)(orbit_api_req_t *ar);
 
+/* a query's result: TUPLES_OK or COMMAND_OK only (errors are answered) */
+typedef void (*orbit_api_result_pt)(orbit_api_req_t *ar, PGresult *res);
+
+/* runs in a thread of nginx's pool: no nginx calls, no request memory */
+typedef void (*orbit_api_work_pt)(void *ctx);
+typedef void (*orbit_api_work_done_pt)(orbit_api_req_t *ar, void *ctx);
+
 
 struct orbit_api_req_s {
     ngx_http_request_t          *r;
     orbit_route_match_t          match;
     json_t                      *body;         /* parsed JSON, or NULL */
+    orbit_principal_t            who;
+    orbit_api_result_pt          result;       /* of the running query */
+    void                        *data;         /* the handler's state */
+    ngx_int_t                    rc;           /* of a helper's answer */
 
     unsigned                     json_sent:1;  /* our own body went out */
 };
 
+
+/* NGX_OK: the caller (ar->who) may call the route; else answered */
+ngx_int_t orbit_auth_check(orbit_api_req_t *ar);
 
 /* the content handler of "orbit_api" */
 ngx_int_t orbit_api_handler(ngx_http_request_t *r);
@@ -47,8 +66,76 @@ ngx_int_t orbit_api_send_json(orbit_api_req_t *ar, ngx_uint_t status,
 ngx_int_t orbit_api_send_error(orbit_api_req_t *ar, ngx_uint_t status,
     const char *message);
 
+/*
+ * Checking helpers return NGX_OK to go on; otherwise they have answered
+ * (400 and why) and the handler returns ar->rc.
+ */
+
+/* 400 with every message of a failed validation */
+ngx_int_t orbit_api_validate(orbit_api_req_t *ar,
+    const orbit_v_field_t *fields);
+
+/* a string field of the body, nul-terminated in the request pool */
+u_char *orbit_api_body_str(orbit_api_req_t *ar, const char *name);
+
+/* query argument name, URL-decoded and nul-terminated, or NULL */
+char *orbit_api_arg(orbit_api_req_t *ar, const char *name);
+
+/* ?name= one of values (or absent: NULL) */
+ngx_int_t orbit_api_arg_enum(orbit_api_req_t *ar, const char *name,
+    const char *const *values, const char **out);
+
+/* ?limit= (1..max, default 50) and ?cursor= */
+ngx_int_t orbit_api_page_args(orbit_api_req_t *ar, const char **limit,
+    const char **cursor, ngx_uint_t max);
+
+/* route parameter n, which must be a UUID */
+ngx_int_t orbit_api_uuid_param(orbit_api_req_t *ar, ngx_uint_t n,
+    const char **out);
+
+/* the client's address as text, or NULL (unix socket) */
+const char *orbit_api_client_ip(orbit_api_req_t *ar);
+
+/* nul-terminated copies in pool */
+char *orbit_api_strdup(ngx_pool_t *pool, const char *s);
+char *orbit_api_strdup_n(ngx_pool_t *pool, const u_char *s, size_t len);
+
+/* route parameter n (":id"), nul-terminated in the request pool */
+u_char *orbit_api_param(orbit_api_req_t *ar, ngx_uint_t n);
+
+/*
+ * Sends sql with text parameters (copied by libpq when sent) and holds
+ * the request; done gets the result.  Failures (PostgreSQL down, timeout,
+ * constraint violations, bad input the database refused) are answered
+ * here with the matching 4xx/5xx.  Returns NGX_DONE or what to return.
+ */
+ngx_int_t orbit_api_query(orbit_api_req_t *ar, const char *sql,
+    int nparams, const char **values, orbit_api_result_pt done);
+
+/*
+ * The usual done: row 0 is (status int, body json, message text); a NULL
+ * body answers an error of that status with that message.
+ */
+void orbit_api_respond_row(orbit_api_req_t *ar, PGresult *res);
+
+/* runs work(ctx) in nginx's thread pool, then done(ar, ctx) in the loop */
+ngx_int_t orbit_api_offload(orbit_api_req_t *ar, orbit_api_work_pt work,
+    orbit_api_work_done_pt done, void *ctx, size_t ctx_size);
+
 /* handlers, one file per resource */
 ngx_int_t orbit_api_health(orbit_api_req_t *ar);
+
+ngx_int_t orbit_api_auth_register(orbit_api_req_t *ar);
+ngx_int_t orbit_api_auth_login(orbit_api_req_t *ar);
+ngx_int_t orbit_api_auth_refresh(orbit_api_req_t *ar);
+ngx_int_t orbit_api_auth_logout(orbit_api_req_t *ar);
+ngx_int_t orbit_api_auth_me(orbit_api_req_t *ar);
+
+ngx_int_t orbit_api_tenants_list(orbit_api_req_t *ar);
+ngx_int_t orbit_api_tenants_get(orbit_api_req_t *ar);
+ngx_int_t orbit_api_tenants_update(orbit_api_req_t *ar);
+
+ngx_int_t orbit_api_audit_list(orbit_api_req_t *ar);
 
 
 #endif /* _ORBIT_API_H_INCLUDED_ */

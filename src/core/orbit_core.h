@@ -22,12 +22,12 @@ char *orbit_json_escape(char *dst, const char *s, size_t len);
 const char *orbit_http_reason(int status);
 
 /*
- * {"statusCode":404,"message":"...","error":"Not Found"}, or with n > 1
- * (a list of validation messages) "message":["...","..."].  Writes at most
- * size bytes; returns the length the whole body needs.
+ * {"statusCode":404,"message":"...","error":"Not Found"}, or, for a list
+ * (validation messages: list set, or n > 1), "message":["...","..."].
+ * Writes at most size bytes; returns the length the whole body needs.
  */
 size_t orbit_error_json(char *buf, size_t size, int status,
-    const char *const *messages, size_t n);
+    const char *const *messages, size_t n, int list);
 
 
 /* route: method + path pattern ("/api/v1/contacts/:id") -> handler */
@@ -38,6 +38,7 @@ typedef struct {
     const char   *method;
     const char   *pattern;
     void         *handler;
+    unsigned      access;       /* the caller's meaning: who may call */
 } orbit_route_t;
 
 typedef struct {

@@ -61,7 +61,7 @@ orbit_http_reason(int status)
 
 size_t
 orbit_error_json(char *buf, size_t size, int status,
-    const char *const *messages, size_t n)
+    const char *const *messages, size_t n, int list)
 {
     char        *p, head[64];
     size_t       need, i, len;
@@ -75,9 +75,11 @@ orbit_error_json(char *buf, size_t size, int status,
         n = 1;
     }
 
+    list = list || n > 1;
+
     len = (size_t) snprintf(head, sizeof(head), "{\"statusCode\":%d", status);
 
-    need = len + sizeof(",\"message\":") - 1 + (n > 1 ? 2 : 0)
+    need = len + sizeof(",\"message\":") - 1 + (list ? 2 : 0)
            + sizeof(",\"error\":\"\"}") - 1 + strlen(reason);
 
     for (i = 0; i < n; i++) {
@@ -96,7 +98,7 @@ orbit_error_json(char *buf, size_t size, int status,
     memcpy(p, ",\"message\":", sizeof(",\"message\":") - 1);
     p += sizeof(",\"message\":") - 1;
 
-    if (n > 1) {
+    if (list) {
         *p++ = '[';
     }
 
@@ -110,7 +112,7 @@ orbit_error_json(char *buf, size_t size, int status,
         *p++ = '"';
     }
 
-    if (n > 1) {
+    if (list) {
         *p++ = ']';
     }
 

@@ -3,6 +3,8 @@
  *
  *   orbit-admin migrate CONNINFO DIR
  *       apply the pending migrations of DIR
+ *   orbit-admin hash-password PASSWORD
+ *       prints the argon2id hash a users row stores
  *   orbit-admin seed CONNINFO
  *       create the demo tenant, its admin and the superadmin when missing;
  *       prints "created EMAIL PASSWORD" for each account it made (random
@@ -61,11 +63,24 @@ main(int argc, char **argv)
         return 0;
     }
 
+    if (argc == 3 && strcmp(argv[1], "hash-password") == 0) {
+        if (orbit_password_hash(argv[2], strlen(argv[2]), err, sizeof(err))
+            != 0)
+        {
+            fprintf(stderr, "orbit-admin: cannot hash\n");
+            return 1;
+        }
+
+        printf("%s\n", err);
+        return 0;
+    }
+
     if (argc == 3 && strcmp(argv[1], "seed") == 0) {
         return orbit_admin_seed(argv[2]) == 0 ? 0 : 1;
     }
 
     fprintf(stderr, "usage: orbit-admin migrate CONNINFO DIR\n"
+                    "       orbit-admin hash-password PASSWORD\n"
                     "       orbit-admin seed CONNINFO\n");
     return 2;
 }

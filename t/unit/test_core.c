@@ -37,25 +37,30 @@ test_error(void)
     const char  *one[] = { "phone must be E.164" };
     const char  *two[] = { "phone must be E.164", "name \"x\" too long" };
 
-    len = orbit_error_json(buf, sizeof(buf), 400, one, 1);
+    len = orbit_error_json(buf, sizeof(buf), 400, one, 1, 0);
     UNIT_STR(buf, len, "{\"statusCode\":400,\"message\":\"phone must be "
              "E.164\",\"error\":\"Bad Request\"}", "error: one message");
 
-    len = orbit_error_json(buf, sizeof(buf), 400, two, 2);
+    len = orbit_error_json(buf, sizeof(buf), 400, two, 2, 0);
     UNIT_STR(buf, len, "{\"statusCode\":400,\"message\":[\"phone must be "
              "E.164\",\"name \\\"x\\\" too long\"],\"error\":\"Bad Request\"}",
              "error: a list of messages is an array, escaped");
 
-    len = orbit_error_json(buf, sizeof(buf), 413, NULL, 0);
+    len = orbit_error_json(buf, sizeof(buf), 413, NULL, 0, 0);
     UNIT_STR(buf, len, "{\"statusCode\":413,\"message\":\"Payload Too Large\","
              "\"error\":\"Payload Too Large\"}",
              "error: no message takes the reason");
 
-    need = orbit_error_json(NULL, 0, 404, one, 1);
-    len = orbit_error_json(buf, sizeof(buf), 404, one, 1);
+    len = orbit_error_json(buf, sizeof(buf), 400, one, 1, 1);
+    UNIT_STR(buf, len, "{\"statusCode\":400,\"message\":[\"phone must be "
+             "E.164\"],\"error\":\"Bad Request\"}",
+             "error: a list of one is still a list");
+
+    need = orbit_error_json(NULL, 0, 404, one, 1, 0);
+    len = orbit_error_json(buf, sizeof(buf), 404, one, 1, 0);
     UNIT_OK(need == len, "error: size query equals the written length");
 
-    len = orbit_error_json(buf, 10, 404, one, 1);
+    len = orbit_error_json(buf, 10, 404, one, 1, 0);
     UNIT_OK(len == need, "error: too small a buffer is not written past");
 
     UNIT_OK(strcmp(orbit_http_reason(429), "Too Many Requests") == 0,
@@ -68,10 +73,10 @@ test_error(void)
 static int  h_list, h_get, h_put, h_tag;
 
 static const orbit_route_t  routes[] = {
-    { "GET",    "/api/v1/contacts",              &h_list },
-    { "GET",    "/api/v1/contacts/:id",          &h_get },
-    { "PUT",    "/api/v1/contacts/:id",          &h_put },
-    { "DELETE", "/api/v1/contacts/:id/tags/:tag", &h_tag },
+    { "GET",    "/api/v1/contacts",               &h_list, 1 },
+    { "GET",    "/api/v1/contacts/:id",           &h_get,  2 },
+    { "PUT",    "/api/v1/contacts/:id",           &h_put,  3 },
+    { "DELETE", "/api/v1/contacts/:id/tags/:tag", &h_tag,  4 },
 };
 
 #define NROUTES  (sizeof(routes) / sizeof(routes[0]))

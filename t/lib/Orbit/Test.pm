@@ -12,20 +12,110 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 use Orbit::Nginx;
 
-our @EXPORT = qw(orbit_nginx psql pg_service no_bad_log wait_until);
+use Digest::SHA qw(hmac_sha256 sha256_hex);
+use JSON::PP ();
+use MIME::Base64 qw(encode_base64url);
+
+our @EXPORT = qw(orbit_nginx psql pg_service no_bad_log wait_until
+                 api json_of uniq secret jwt_for make_superadmin login);
 
 
-# An Orbit::Nginx serving `location /api/ { orbit_api; }` plus $opts{config}.
+# An Orbit::Nginx serving `location /api/ { orbit_api; API_CONFIG }` plus
+# $opts{config}.
 sub orbit_nginx {
     my (%opts) = @_;
 
     my $pool = delete $opts{pool} // 4;
     my $http = delete $opts{http_config}
         // "orbit_postgres \"$ENV{TEST_NGINX_PG_DSN}\" pool=$pool;\n"
-         . "orbit_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};\n";
-    my $config = "location /api/ { orbit_api; }\n" . (delete $opts{config} // '');
+         . "orbit_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};\n"
+         . "orbit_secrets $ENV{TEST_NGINX_SECRETS};\n";
+    my $api = delete $opts{api_config} // '';
+    my $config = "location /api/ { orbit_api; $api }\n"
+               . (delete $opts{config} // '');
 
     return Orbit::Nginx->new(http_config => $http, config => $config, %opts);
+}
+
+
+my $JSON = JSON::PP->new->canonical->allow_nonref;
+
+sub json_of { return $JSON->encode($_[0]) }
+
+
+# A REST call: api($t, 'POST', '/api/v1/x', body => {...} | raw => '...',
+# token => $jwt, headers => {...}).  Returns the response with ->{json}
+# decoded when the body is JSON.
+sub api {
+    my ($t, $method, $path, %o) = @_;
+    my %h = %{ $o{headers} // {} };
+    my $body;
+
+    if (exists $o{body}) {
+        $body = $JSON->encode($o{body});
+        $h{'Content-Type'} //= 'application/json';
+    } elsif (exists $o{raw}) {
+        $body = $o{raw};
+        $h{'Content-Type'} //= 'application/json';
+    }
+    $h{Authorization} = "Bearer $o{token}" if $o{token};
+
+    my $res = $t->http($method, $path, $body, headers => \%h,
+                       timeout => $o{timeout} // 10);
+    $res->{json} = eval { $JSON->decode($res->{body}) }
+        if ($res->{headers}{'content-type'} // '') =~ m{application/json};
+    return $res;
+}
+
+
+# a name no other run or test has used
+my $seq = 0;
+sub uniq { return sprintf '%s%d%d%d', shift // 'u', $$, time, ++$seq }
+
+
+# the test run's secrets file, as a hash
+sub secret {
+    my ($name) = @_;
+    open my $fh, '<', $ENV{TEST_NGINX_SECRETS} or die "secrets: $!";
+    while (<$fh>) { return $1 if /^\Q$name\E=(.*?)\s*$/ }
+    die "no $name in secrets";
+}
+
+
+# an HS256 JWT with these claims, signed with $opts{key} or the secret
+sub jwt_for {
+    my ($claims, %opts) = @_;
+    my $key = $opts{key} // secret('JWT_SECRET');
+    my $alg = $opts{alg} // 'HS256';
+    my $h = encode_base64url($JSON->encode({ alg => $alg, typ => 'JWT' }));
+    my $p = encode_base64url($JSON->encode($claims));
+    return "$h.$p." . ($alg eq 'none' ? ''
+                       : encode_base64url(hmac_sha256("$h.$p", $key)));
+}
+
+
+# a superadmin straight into the database; returns (email, password)
+sub make_superadmin {
+    my $email = uniq('root') . '@orbit.test';
+    my $password = 'Sup3r-' . uniq();
+    open my $fh, '-|', "$ENV{ORBIT_BUILD_DIR}/orbit-admin", 'hash-password',
+        $password or die "orbit-admin: $!";
+    my $hash = <$fh>;
+    close $fh;
+    chomp $hash;
+    psql("INSERT INTO users (email, name, password_hash, role)"
+         . " VALUES ('$email', 'Root', '$hash', 'SUPERADMIN')");
+    return ($email, $password);
+}
+
+
+# logs in; returns the response's JSON (tokens and user) or dies
+sub login {
+    my ($t, $email, $password) = @_;
+    my $r = api($t, 'POST', '/api/v1/auth/login',
+                body => { email => $email, password => $password });
+    die "login $email: $r->{status} $r->{body}" unless $r->{status} == 200;
+    return $r->{json};
 }
 
 
@@ -33,8 +123,16 @@ sub orbit_nginx {
 sub psql {
     my ($sql, %opts) = @_;
     my $db = $opts{db} // 'orbit';
-    my $out = `psql -X -q -tA -h 127.0.0.1 -p $ENV{TEST_NGINX_PG_PORT} -U postgres -d $db -c "$sql" 2>&1`;
-    chomp $out;
+
+    # no shell between us and psql: the SQL is passed as it is
+    open my $fh, '-|', 'psql', '-X', '-q', '-tA', '-h', '127.0.0.1',
+        '-p', $ENV{TEST_NGINX_PG_PORT}, '-U', 'postgres', '-d', $db,
+        '-c', $sql
+        or die "psql: $!";
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    $out =~ s/\s+\z//;
     return $out;
 }
 
