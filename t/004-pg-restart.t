@@ -13,6 +13,7 @@ $t->start;
 
 ok(wait_until(5, sub { $t->http_get('/api/v1/health')->{status} == 200 }),
    'health 200 while PostgreSQL is up');
+ok(wait_until(5, sub { $t->worker_pids == 2 }), 'both workers are up');
 my @workers = sort $t->worker_pids;
 
 pg_service('stop');
