@@ -8,6 +8,8 @@
  *   orbit_migrations DIR;
  *   orbit_migrate   on | off;
  *   orbit_secrets   FILE;
+ *   orbit_limit_zone NAME SIZE [rate=Nr/m];
+ *   orbit_limit     NAME [rate=Nr/m] | off;
  *   orbit_api;
  */
 
@@ -80,6 +82,20 @@ static ngx_command_t  ngx_http_orbit_commands[] = {
       ngx_http_orbit_secrets_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("orbit_limit_zone"),
+      ORBIT_LIMIT_ZONE_DIRECTIVE_TYPE,
+      orbit_limit_zone_directive,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("orbit_limit"),
+      ORBIT_LIMIT_DIRECTIVE_TYPE,
+      orbit_limit_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_orbit_loc_conf_t, limit),
       NULL },
 
     { ngx_string("orbit_api"),
@@ -375,6 +391,7 @@ ngx_http_orbit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_orbit_loc_conf_t *conf = child;
 
     ngx_conf_merge_value(conf->api, prev->api, 0);
+    orbit_limit_merge_conf(&prev->limit, &conf->limit);
 
     return NGX_CONF_OK;
 }

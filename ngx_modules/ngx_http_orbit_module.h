@@ -15,6 +15,7 @@
 #include "io/orbit_pg.h"
 #include "io/orbit_redis.h"
 #include "io/orbit_http_client.h"
+#include "api/orbit_limit.h"
 
 
 #define ORBIT_VERSION  "0.1.0"
@@ -37,6 +38,7 @@ typedef struct {
 
 typedef struct {
     ngx_flag_t                   api;          /* orbit_api */
+    orbit_limit_conf_t           limit;        /* orbit_limit */
 } ngx_http_orbit_loc_conf_t;
 
 

@@ -11,9 +11,17 @@
  *                                        start and logs each message at
  *                                        notice: a subscription that must
  *                                        outlive Redis restarts
+ *   orbit_test_redis_pair TIME;          two commands from one request's
+ *                                        pool: a BLPOP that times out
+ *                                        after TIME, and queued behind it
+ *                                        a PING that may wait ten times
+ *                                        as long; whichever handler runs
+ *                                        first answers (504 when the
+ *                                        driver reports the timeout first)
  *
  * Statuses: 200 reply, 502 error reply or connection lost, 503 Redis not
- * connected, 504 timeout, 500 a command the driver refuses (SUBSCRIBE).
+ * connected, 504 timeout, 500 a command the driver refuses (SUBSCRIBE,
+ * SELECT, MULTI, CLIENT REPLY...).
  * Every body is text ending in a newline.
  */
 
@@ -36,15 +44,21 @@ typedef struct {
 typedef struct {
     ngx_array_t                 *args;         /* ngx_http_complex_value_t */
     ngx_http_complex_value_t    *channel;
-    ngx_msec_t                   wait;
+    ngx_msec_t                   wait;         /* _wait, _pair */
 } ngx_http_orbit_test_redis_loc_conf_t;
 
 
 typedef struct {
     ngx_http_request_t          *request;
     void                        *sub;
-    ngx_event_t                  timer;
+    ngx_event_t                  timer;        /* data: the client conn */
 } ngx_http_orbit_test_redis_waiter_t;
+
+
+typedef struct {
+    ngx_http_request_t          *request;
+    unsigned                     done:1;
+} ngx_http_orbit_test_redis_pair_t;
 
 
 static ngx_int_t ngx_http_orbit_test_redis_handler(ngx_http_request_t *r);
@@ -61,6 +75,10 @@ static void ngx_http_orbit_test_redis_wait_timeout(ngx_event_t *ev);
 static void ngx_http_orbit_test_redis_waiter_cleanup(void *data);
 static void ngx_http_orbit_test_redis_probe(void *data, ngx_str_t *channel,
     ngx_str_t *payload);
+static ngx_int_t ngx_http_orbit_test_redis_pair_handler(
+    ngx_http_request_t *r);
+static void ngx_http_orbit_test_redis_pair_reply(orbit_redis_cmd_t *cmd,
+    redisReply *reply);
 static ngx_int_t ngx_http_orbit_test_redis_send(ngx_http_request_t *r,
     ngx_uint_t status, u_char *data, size_t len);
 static ngx_int_t ngx_http_orbit_test_redis_init_process(ngx_cycle_t *cycle);
@@ -69,6 +87,8 @@ static void *ngx_http_orbit_test_redis_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_orbit_test_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_orbit_test_redis_wait(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_orbit_test_redis_pair(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 
 
@@ -84,6 +104,13 @@ static ngx_command_t  ngx_http_orbit_test_redis_commands[] = {
     { ngx_string("orbit_test_redis_wait"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
       ngx_http_orbit_test_redis_wait,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("orbit_test_redis_pair"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_orbit_test_redis_pair,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -387,9 +414,11 @@ ngx_http_orbit_test_redis_wait_handler(ngx_http_request_t *r)
     w = cln->data;
     ngx_memzero(w, sizeof(ngx_http_orbit_test_redis_waiter_t));
 
+    /* ev->data is a connection, as ngx_event_ident() in debug logs reads */
+
     w->request = r;
     w->timer.handler = ngx_http_orbit_test_redis_wait_timeout;
-    w->timer.data = w;
+    w->timer.data = r->connection;
     w->timer.log = r->connection->log;
 
     /*
@@ -447,7 +476,9 @@ ngx_http_orbit_test_redis_wait_timeout(ngx_event_t *ev)
     ngx_http_request_t                  *r;
     ngx_http_orbit_test_redis_waiter_t  *w;
 
-    w = ev->data;
+    w = (ngx_http_orbit_test_redis_waiter_t *)
+            ((u_char *) ev
+             - offsetof(ngx_http_orbit_test_redis_waiter_t, timer));
     r = w->request;
 
     orbit_redis_unsubscribe(ngx_http_orbit_redis(), w->sub);
@@ -485,6 +516,105 @@ ngx_http_orbit_test_redis_probe(void *data, ngx_str_t *channel,
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
                   "orbit test redis probe: \"%V\" on \"%V\"",
                   payload, channel);
+}
+
+
+/*
+ * A request with two commands in its pool: the BLPOP times out while the
+ * PING still waits behind it, and the driver fails the PING when it drops
+ * the connection.  The first handler called answers and finalizes the
+ * request, which frees the pool and with it the other cmd: the driver must
+ * not touch that cmd afterwards (run it under ORBIT_VALGRIND=1).
+ */
+
+static ngx_int_t
+ngx_http_orbit_test_redis_pair_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                              rc;
+    orbit_redis_t                         *rd;
+    orbit_redis_cmd_t                     *blpop, *ping;
+    ngx_http_orbit_test_redis_pair_t      *pair;
+    ngx_http_orbit_test_redis_loc_conf_t  *tlcf;
+
+    static const char  *blpop_argv[] = { "BLPOP", "orbit:t:never", "0" };
+    static const char  *ping_argv[] = { "PING" };
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_orbit_test_redis_module);
+
+    rd = ngx_http_orbit_redis();
+    if (rd == NULL) {
+        return ngx_http_orbit_test_redis_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                              (u_char *) "no orbit_redis",
+                                              sizeof("no orbit_redis") - 1);
+    }
+
+    pair = ngx_pcalloc(r->pool, sizeof(ngx_http_orbit_test_redis_pair_t));
+    blpop = orbit_redis_cmd_create(r->pool);
+    ping = orbit_redis_cmd_create(r->pool);
+
+    if (pair == NULL || blpop == NULL || ping == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pair->request = r;
+
+    blpop->handler = ngx_http_orbit_test_redis_pair_reply;
+    blpop->data = pair;
+    blpop->timeout = tlcf->wait;
+
+    ping->handler = ngx_http_orbit_test_redis_pair_reply;
+    ping->data = pair;
+    ping->timeout = tlcf->wait * 10;
+
+    rc = orbit_redis_command(rd, blpop, 3, blpop_argv, NULL);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_orbit_test_redis_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                              blpop->error.data,
+                                              blpop->error.len);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* without the PING, the BLPOP alone answers */
+
+    if (orbit_redis_command(rd, ping, 1, ping_argv, NULL) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "orbit test redis: PING not sent: %V", &ping->error);
+    }
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_orbit_test_redis_pair_reply(orbit_redis_cmd_t *cmd,
+    redisReply *reply)
+{
+    ngx_http_orbit_test_redis_pair_t  *pair;
+
+    pair = cmd->data;
+
+    /* the request may outlive its answer a little (a slow client) */
+
+    if (pair->done) {
+        return;
+    }
+
+    pair->done = 1;
+
+    cmd->data = pair->request;
+    ngx_http_orbit_test_redis_reply(cmd, reply);
 }
 
 
@@ -574,7 +704,7 @@ ngx_http_orbit_test_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_complex_value_t          *cv;
     ngx_http_compile_complex_value_t   ccv;
 
-    if (tlcf->args || tlcf->channel) {
+    if (tlcf->args || tlcf->channel || tlcf->wait) {
         return "is duplicate";
     }
 
@@ -624,7 +754,7 @@ ngx_http_orbit_test_redis_wait(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_core_loc_conf_t          *clcf;
     ngx_http_compile_complex_value_t   ccv;
 
-    if (tlcf->args || tlcf->channel) {
+    if (tlcf->args || tlcf->channel || tlcf->wait) {
         return "is duplicate";
     }
 
@@ -652,6 +782,33 @@ ngx_http_orbit_test_redis_wait(ngx_conf_t *cf, ngx_command_t *cmd,
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_orbit_test_redis_wait_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_orbit_test_redis_pair(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_orbit_test_redis_loc_conf_t *tlcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (tlcf->args || tlcf->channel || tlcf->wait) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    tlcf->wait = ngx_parse_time(&value[1], 0);
+    if (tlcf->wait == (ngx_msec_t) NGX_ERROR || tlcf->wait == 0) {
+        return "has an invalid timeout";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_orbit_test_redis_pair_handler;
 
     return NGX_CONF_OK;
 }

@@ -1,10 +1,15 @@
 # The Redis driver (src/io/orbit_redis.c) seen through the diagnostics of
 # ngx_modules/ngx_http_orbit_test_redis.c: commands and their replies,
-# pub/sub, timeouts, client aborts, and a Redis restart.
+# pub/sub, timeouts, client aborts, a Redis restart, commands refused on
+# the shared connection, and a server that accepts and then rejects us.
 #
 # Needs redis-server on 127.0.0.1:$TEST_NGINX_REDIS_PORT (default 16390);
 # when none answers there, this file starts one and stops it at the end.
-# TEST 14 shuts that Redis down and starts it again.
+# TEST 14 shuts that Redis down and starts it again.  The last test runs a
+# fake server on 127.0.0.1:$TEST_NGINX_FAKE_REDIS_PORT (default 16490).
+#
+# TEST 20 is meant for ORBIT_VALGRIND=1 too: it frees a pool that holds a
+# command the driver is still handling.
 
 use strict;
 use warnings;
@@ -16,6 +21,7 @@ use Time::HiRes qw(sleep time);
 use Test::Nginx::Socket 'no_plan';
 
 our $RedisPort = $ENV{TEST_NGINX_REDIS_PORT} ||= 16390;
+our $FakeRedisPort = $ENV{TEST_NGINX_FAKE_REDIS_PORT} ||= 16490;
 our @Children;
 
 # One RESP command on a fresh connection.  Simple replies come back as
@@ -120,6 +126,48 @@ sub restart_redis_when_down {
     return;
 }
 
+# Waits (at most $secs, scaled under valgrind) until error.log has, past
+# the point where we started looking, a line matching each pattern.
+sub wait_for_error_log {
+    my ($secs, @patterns) = @_;
+    my $path = Test::Nginx::Socket::server_root() . '/logs/error.log';
+    my $from = -s $path // 0;
+    my $end = time + $secs * Orbit::Nginx::valgrind_slowdown();
+    while (time < $end) {
+        if (open my $fh, '<', $path) {
+            seek $fh, $from, 0;
+            my $text = do { local $/; <$fh> } // '';
+            close $fh;
+            return 1 unless grep { $text !~ $_ } @patterns;
+        }
+        sleep 0.1;
+    }
+    return 0;
+}
+
+# A server that accepts, answers what Redis answers past maxclients, and
+# closes, for $secs seconds.  Listening when this returns.
+sub fake_redis_rejecting {
+    my $secs = shift;
+    my $srv = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1',
+        LocalPort => $FakeRedisPort,
+        Listen    => 128,
+        ReuseAddr => 1,
+        Timeout   => 0.1,
+    ) or die "cannot listen on 127.0.0.1:$FakeRedisPort: $!\n";
+    background(sub {
+        my $end = time + $secs;
+        while (time < $end) {
+            my $c = $srv->accept or next;
+            print {$c} "-ERR max number of clients reached\r\n";
+            close $c;
+        }
+    });
+    close $srv;
+    return;
+}
+
 my $StartedRedis = 0;
 if (!redis_up()) {
     redis_start() or die "cannot start redis-server on port $RedisPort\n";
@@ -157,6 +205,9 @@ my $config = <<'_EOC_';
     location = /subscribe { orbit_test_redis SUBSCRIBE $arg_ch; }
     location = /blpop    { orbit_test_redis BLPOP orbit:t:never 3; }
     location = /shutdown { orbit_test_redis SHUTDOWN NOSAVE; }
+    location = /ping     { orbit_test_redis PING; }
+    location = /cmd      { orbit_test_redis $arg_a $arg_b $arg_c; }
+    location = /pair     { orbit_test_redis_pair 200ms; }
     location = /wait     { orbit_test_redis_wait $arg_ch 3s; }
     location = /wait-short { orbit_test_redis_wait $arg_ch 300ms; }
     location = /pause    { orbit_test_redis_wait orbit:t:nobody 2500ms; }
@@ -324,12 +375,16 @@ main::restart_redis_when_down(0.8);
 
 
 === TEST 15: Redis is back: both connections come back
+"restored" once they stayed up for 2 s.
+--- init
+main::wait_for_error_log(10,
+    qr/redis command connection to \S+ restored/,
+    qr/redis subscriber connection to \S+ restored/);
 --- request
-GET /pause
---- timeout: 4
---- error_code: 504
+GET /ping
+--- error_code: 200
 --- response_body
-timeout
+PONG
 --- error_log eval
 [qr/\[warn\] .*redis command connection to 127\.0\.0\.1:\d+ restored/,
  qr/\[warn\] .*redis subscriber connection to 127\.0\.0\.1:\d+ restored/]
@@ -353,3 +408,67 @@ GET /publish?ch=orbit:t:probe&m=after-restart
 1
 --- error_log
 orbit test redis probe: "after-restart" on "orbit:t:probe"
+
+
+
+=== TEST 18: CLIENT REPLY is refused: the next caller still gets its reply
+--- request eval
+["GET /set?k=orbit:t:c&v=mine", "GET /cmd?a=CLIENT&b=REPLY&c=SKIP",
+ "GET /get?k=orbit:t:c"]
+--- timeout: 3
+--- error_code eval
+[200, 500, 200]
+--- response_body_like eval
+[qr/^OK\n\z/, qr//, qr/^mine\n\z/]
+
+
+
+=== TEST 19: commands that change the shared connection's state are refused
+--- request eval
+["GET /cmd?a=SELECT&b=1", "GET /cmd?a=multi", "GET /cmd?a=Exec",
+ "GET /cmd?a=DISCARD", "GET /cmd?a=WATCH&b=orbit:t:c", "GET /cmd?a=UNWATCH",
+ "GET /cmd?a=client&b=reply&c=on", "GET /get?k=orbit:t:c"]
+--- error_code eval
+[500, 500, 500, 500, 500, 500, 500, 200]
+--- response_body_like eval
+[qr//, qr//, qr//, qr//, qr//, qr//, qr//, qr/^mine\n\z/]
+
+
+
+=== TEST 20: a timeout while the same request has another command pending
+The BLPOP times out with a PING queued behind it; the timeout is reported
+before the connection drop fails the PING, whose handler would free the
+BLPOP's cmd along with the request.
+--- request
+GET /pair
+--- timeout: 3
+--- error_code: 504
+--- response_body
+redis timeout
+--- error_log eval
+qr/\[error\] .*redis command to 127\.0\.0\.1:\d+ timed out, reconnecting/
+
+
+
+=== TEST 21: a server that accepts then rejects: reconnects back off
+Without the backoff a reconnect came every 100 ms (about 30 in 3 s).
+--- http_config
+    orbit_redis  127.0.0.1:$TEST_NGINX_FAKE_REDIS_PORT;
+--- config
+    location = /pause { orbit_test_redis_wait orbit:t:nobody 3s; }
+--- init
+main::fake_redis_rejecting(5);
+--- request
+GET /pause
+--- timeout: 5
+--- error_code: 504
+--- response_body
+timeout
+--- grep_error_log eval
+qr/redis command connection to \S+ lost: ERR max number of clients reached/
+--- grep_error_log_out eval
+qr/\A(?:[^\n]+\n){1,6}\z/
+--- no_error_log
+[alert]
+[crit]
+restored

@@ -53,6 +53,7 @@ typedef struct {
 } orbit_api_task_t;
 
 
+static ngx_int_t orbit_api_limit(orbit_api_req_t *ar);
 static void orbit_api_body_read(ngx_http_request_t *r);
 static ngx_int_t orbit_api_parse_body(orbit_api_req_t *ar);
 static ngx_int_t orbit_api_not_found(orbit_api_req_t *ar);
@@ -87,6 +88,16 @@ orbit_api_handler(ngx_http_request_t *r)
     cln->handler = orbit_api_cleanup;
 
     ngx_http_set_ctx(r, ar, ngx_http_orbit_module);
+
+    /* every request counts, whatever it asks for and whoever asks */
+
+    if (orbit_api_limit(ar) != NGX_OK) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+
+        return ar->rc;
+    }
 
     /* HEAD is GET without the body: nginx drops the body for us */
 
@@ -137,6 +148,56 @@ orbit_api_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * The spec's limits: per API key for keyed requests, per client address
+ * otherwise.  The counters live in the orbit_limit_zone of this location
+ * (shared by the workers); every answer carries X-RateLimit-*.
+ */
+
+static ngx_int_t
+orbit_api_limit(orbit_api_req_t *ar)
+{
+    u_char                     *p;
+    ngx_int_t                   rc;
+    ngx_str_t                   key, *addr;
+    orbit_limit_result_t        res;
+    ngx_http_orbit_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(ar->r, ngx_http_orbit_module);
+    addr = &ar->r->connection->addr_text;
+
+    key.data = ngx_pnalloc(ar->r->pool, sizeof("ip:") - 1 + addr->len);
+    if (key.data == NULL) {
+        ar->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(key.data, "ip:", sizeof("ip:") - 1);
+    p = ngx_cpymem(p, addr->data, addr->len);
+    key.len = p - key.data;
+
+    rc = orbit_limit_check(ar->r, &olcf->limit, &key, &res);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;
+    }
+
+    if (orbit_limit_headers(ar->r, &res) != NGX_OK) {
+        ar->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_BUSY) {
+        ar->rc = orbit_api_send_error(ar, NGX_HTTP_TOO_MANY_REQUESTS,
+                                      "ThrottlerException: Too Many "
+                                      "Requests");
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -15,6 +15,10 @@
  * after a timeout or after the caller's pool is gone finds a detached slot
  * and is dropped.  hiredis calls every reply callback exactly once (with a
  * NULL reply when the context is freed), and that call releases the slot.
+ *
+ * The timers' ev->data is rd->ident, a dummy connection with fd -1, as
+ * debug logging reads ngx_event_ident(ev->data); the handlers find their
+ * link or slot from the event's address.
  */
 
 
@@ -41,8 +45,8 @@ struct orbit_redis_link_s {
     orbit_redis_t               *rd;
     redisAsyncContext           *ac;           /* NULL: not connected */
     ngx_connection_t            *conn;
-    ngx_event_t                  timer;        /* reconnect, connect timeout */
-    ngx_msec_t                   backoff;
+    ngx_event_t                  timer;        /* (re)connect, stayed up */
+    ngx_msec_t                   backoff;      /* the next reconnect delay */
     const char                  *name;
 
     unsigned                     connected:1;
@@ -85,6 +89,8 @@ struct orbit_redis_s {
     orbit_redis_link_t           cmd;
     orbit_redis_link_t           sub;
 
+    ngx_connection_t             ident;        /* ev->data of our timers */
+
     ngx_queue_t                  busy;         /* slots hiredis still holds */
     ngx_queue_t                  free;
     ngx_uint_t                   nfree;
@@ -98,6 +104,7 @@ struct orbit_redis_s {
 
 static void orbit_redis_connect(orbit_redis_link_t *link);
 static void orbit_redis_link_timer_handler(ngx_event_t *ev);
+static void orbit_redis_link_stable(orbit_redis_link_t *link);
 static void orbit_redis_connect_handler(const redisAsyncContext *ac,
     int status);
 static void orbit_redis_disconnect_handler(const redisAsyncContext *ac,
@@ -122,7 +129,10 @@ static void orbit_redis_slot_cleanup(void *data);
 static void orbit_redis_reply_handler(redisAsyncContext *ac, void *r,
     void *privdata);
 static void orbit_redis_timeout_handler(ngx_event_t *ev);
-static ngx_uint_t orbit_redis_is_pubsub(const char *name, size_t len);
+static const char *orbit_redis_refused(int argc, const char **argv,
+    const size_t *argvlen);
+static ngx_uint_t orbit_redis_arg_is(const char *arg, size_t len,
+    const char **names);
 
 static orbit_redis_channel_t *orbit_redis_channel_lookup(orbit_redis_t *rd,
     ngx_str_t *name);
@@ -171,6 +181,10 @@ orbit_redis_create(ngx_cycle_t *cycle, orbit_redis_conf_t *conf)
     ngx_queue_init(&rd->free);
     ngx_rbtree_init(&rd->channels, &rd->sentinel, ngx_str_rbtree_insert_value);
 
+    rd->ident.fd = (ngx_socket_t) -1;
+    rd->ident.data = rd;
+    rd->ident.log = rd->log;
+
     rd->cmd.rd = rd;
     rd->cmd.name = "command";
     rd->sub.rd = rd;
@@ -178,13 +192,13 @@ orbit_redis_create(ngx_cycle_t *cycle, orbit_redis_conf_t *conf)
     rd->sub.subscriber = 1;
 
     rd->cmd.timer.handler = orbit_redis_link_timer_handler;
-    rd->cmd.timer.data = &rd->cmd;
+    rd->cmd.timer.data = &rd->ident;
     rd->cmd.timer.log = rd->log;
     rd->cmd.timer.cancelable = 1;
     rd->cmd.backoff = ORBIT_REDIS_BACKOFF_MIN;
 
     rd->sub.timer.handler = orbit_redis_link_timer_handler;
-    rd->sub.timer.data = &rd->sub;
+    rd->sub.timer.data = &rd->ident;
     rd->sub.timer.log = rd->log;
     rd->sub.timer.cancelable = 1;
     rd->sub.backoff = ORBIT_REDIS_BACKOFF_MIN;
@@ -300,8 +314,8 @@ ngx_int_t
 orbit_redis_command(orbit_redis_t *rd, orbit_redis_cmd_t *cmd, int argc,
     const char **argv, const size_t *argvlen)
 {
-    size_t               len;
     ngx_msec_t           timeout;
+    const char          *refused;
     orbit_redis_slot_t  *slot;
     ngx_pool_cleanup_t  *cln;
 
@@ -318,11 +332,11 @@ orbit_redis_command(orbit_redis_t *rd, orbit_redis_cmd_t *cmd, int argc,
         return NGX_ERROR;
     }
 
-    len = argvlen ? argvlen[0] : ngx_strlen(argv[0]);
+    refused = orbit_redis_refused(argc, argv, argvlen);
 
-    if (orbit_redis_is_pubsub(argv[0], len)) {
-        /* hiredis would call the slot's callback more than once */
-        ngx_str_set(&cmd->error, "redis: use orbit_redis_subscribe()");
+    if (refused != NULL) {
+        cmd->error.data = (u_char *) refused;
+        cmd->error.len = ngx_strlen(refused);
         return NGX_ERROR;
     }
 
@@ -531,7 +545,8 @@ orbit_redis_link_timer_handler(ngx_event_t *ev)
 {
     orbit_redis_link_t  *link;
 
-    link = ev->data;
+    link = (orbit_redis_link_t *) ((u_char *) ev
+                                   - offsetof(orbit_redis_link_t, timer));
 
     if (link->ac == NULL) {
         orbit_redis_connect(link);
@@ -541,6 +556,31 @@ orbit_redis_link_timer_handler(ngx_event_t *ev)
     if (!link->connected) {
         orbit_redis_link_failed(link, "timed out");
         orbit_redis_link_drop(link);
+        return;
+    }
+
+    orbit_redis_link_stable(link);
+}
+
+
+/*
+ * The link has stayed up for ORBIT_REDIS_BACKOFF_MAX: only now is the
+ * outage over.  A server that accepts and then rejects us (maxclients,
+ * protected mode, -NOAUTH) closes the connection before this, so its
+ * reconnects keep backing off instead of coming every 100 ms, and the
+ * outage is not reported over and over as "restored" and "lost".
+ */
+
+static void
+orbit_redis_link_stable(orbit_redis_link_t *link)
+{
+    link->backoff = ORBIT_REDIS_BACKOFF_MIN;
+
+    if (link->failing) {
+        ngx_log_error(NGX_LOG_WARN, link->rd->log, 0,
+                      "redis %s connection to %V restored",
+                      link->name, &link->rd->addr);
+        link->failing = 0;
     }
 }
 
@@ -562,23 +602,36 @@ orbit_redis_connect_handler(const redisAsyncContext *ac, int status)
         return;
     }
 
+    link->connected = 1;
+
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                  "redis %s connection to %V established",
+                  link->name, &rd->addr);
+
+    /* the connect timeout gives way to the "stayed up" timer */
+
     if (link->timer.timer_set) {
         ngx_del_timer(&link->timer);
     }
 
-    link->connected = 1;
-    link->backoff = ORBIT_REDIS_BACKOFF_MIN;
+    ngx_add_timer(&link->timer, ORBIT_REDIS_BACKOFF_MAX);
 
-    if (link->failing) {
+    /*
+     * Nothing is sent on the subscriber connection after SUBSCRIBE, so a
+     * peer that vanished without a FIN or RST (a host gone, a NAT entry
+     * expired) would never be noticed: TCP keepalive (15 s) notices it.
+     * Not a PING: hiredis 0.14 mishandles the reply to a PING sent in
+     * subscribed mode.
+     */
+
+    if (redisEnableKeepAlive(&link->ac->c) != REDIS_OK) {
         ngx_log_error(NGX_LOG_WARN, rd->log, 0,
-                      "redis %s connection to %V restored",
-                      link->name, &rd->addr);
-        link->failing = 0;
+                      "redis %s connection to %V: keepalive: %s",
+                      link->name, &rd->addr, link->ac->c.errstr);
 
-    } else {
-        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
-                      "redis %s connection to %V established",
-                      link->name, &rd->addr);
+        /* not fatal: do not let hiredis report it at disconnect */
+        link->ac->c.err = 0;
+        link->ac->c.errstr[0] = '\0';
     }
 
     if (link->subscriber) {
@@ -590,19 +643,25 @@ orbit_redis_connect_handler(const redisAsyncContext *ac, int status)
 static void
 orbit_redis_disconnect_handler(const redisAsyncContext *ac, int status)
 {
+    ngx_uint_t           level;
     orbit_redis_t       *rd;
     orbit_redis_link_t  *link;
 
     link = ac->data;
     rd = link->rd;
 
-    /* without an error we closed it ourselves, and said why */
+    /*
+     * Without an error we closed it ourselves, and said why.  Within an
+     * outage (the connection did not stay up) the loss is logged at info.
+     */
 
     if (ac->err && !rd->destroying) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+        level = link->failing ? NGX_LOG_INFO : NGX_LOG_ERR;
+        link->failing = 1;
+
+        ngx_log_error(level, rd->log, 0,
                       "redis %s connection to %V lost: %s",
                       link->name, &rd->addr, ac->errstr);
-        link->failing = 1;
     }
 
     orbit_redis_link_lost(link);
@@ -625,7 +684,10 @@ orbit_redis_link_failed(orbit_redis_link_t *link, const char *reason)
 }
 
 
-/* The link's context is gone (or going): come back after a backoff. */
+/*
+ * The link's context is gone (or going): come back after a backoff, which
+ * keeps doubling until a connection stays up (orbit_redis_link_stable).
+ */
 
 static void
 orbit_redis_link_lost(orbit_redis_link_t *link)
@@ -639,6 +701,12 @@ orbit_redis_link_lost(orbit_redis_link_t *link)
 
     if (rd->destroying) {
         return;
+    }
+
+    /* the connect timeout or the "stayed up" timer gives way */
+
+    if (link->timer.timer_set) {
+        ngx_del_timer(&link->timer);
     }
 
     ngx_add_timer(&link->timer, link->backoff);
@@ -870,7 +938,7 @@ orbit_redis_slot_get(orbit_redis_t *rd)
 
     slot->rd = rd;
     slot->timer.handler = orbit_redis_timeout_handler;
-    slot->timer.data = slot;
+    slot->timer.data = &rd->ident;
     slot->timer.log = rd->log;
 
     ngx_queue_insert_tail(&rd->busy, &slot->queue);
@@ -957,10 +1025,12 @@ orbit_redis_reply_handler(redisAsyncContext *ac, void *r, void *privdata)
 static void
 orbit_redis_timeout_handler(ngx_event_t *ev)
 {
-    orbit_redis_slot_t  *slot = ev->data;
+    orbit_redis_t       *rd;
+    orbit_redis_cmd_t   *cmd;
+    orbit_redis_slot_t  *slot;
 
-    orbit_redis_t      *rd;
-    orbit_redis_cmd_t  *cmd;
+    slot = (orbit_redis_slot_t *) ((u_char *) ev
+                                   - offsetof(orbit_redis_slot_t, timer));
 
     rd = slot->rd;
     cmd = slot->cmd;
@@ -974,47 +1044,95 @@ orbit_redis_timeout_handler(ngx_event_t *ev)
 
     /*
      * A server that does not answer within the timeout is not trusted
-     * with the next command: drop the connection (the other pending
-     * commands fail now) and reconnect.  The slot may be freed here.
+     * with the next command: the connection is dropped (the other pending
+     * commands fail) and comes back after a backoff.  Commands issued
+     * from now on, by the handlers below too, are declined.
      */
 
+    rd->cmd.connected = 0;
     rd->cmd.failing = 1;
-    orbit_redis_link_drop(&rd->cmd);
+
+    /*
+     * The timed-out command's handler runs first: the other handlers that
+     * orbit_redis_link_drop() runs may finalize a request whose pool also
+     * holds this cmd.
+     */
 
     if (cmd != NULL) {
         cmd->timedout = 1;
         ngx_str_set(&cmd->error, "redis timeout");
         cmd->handler(cmd, NULL);
     }
+
+    /* cmd may be gone by now; the slot is freed here */
+
+    orbit_redis_link_drop(&rd->cmd);
 }
 
 
-static ngx_uint_t
-orbit_redis_is_pubsub(const char *name, size_t len)
-{
-    u_char       c;
-    size_t       n;
-    ngx_uint_t   i;
-    u_char       buf[16];
+/*
+ * Commands the shared command connection must not carry.  Every caller in
+ * the worker shares it, and hiredis matches replies to callers by order:
+ *
+ *   SUBSCRIBE and friends, MONITOR: the connection would change mode and
+ *     hiredis would call the slot's callback more than once;
+ *   CLIENT REPLY OFF|SKIP: the server stops answering while hiredis still
+ *     waits, so every later reply goes to the wrong caller;
+ *   SELECT: every other caller would switch database with it, and after a
+ *     reconnect the connection would silently be back on database 0;
+ *   MULTI, EXEC, DISCARD, WATCH, UNWATCH: a transaction would take in the
+ *     other callers' commands (they get +QUEUED, and their results go to
+ *     whoever sends EXEC), and WATCH would make EXECs of others fail.
+ */
 
-    static const char  *names[] = {
+static const char *
+orbit_redis_refused(int argc, const char **argv, const size_t *argvlen)
+{
+    size_t  len;
+
+    static const char  *pubsub[] = {
         "subscribe", "psubscribe", "ssubscribe",
         "unsubscribe", "punsubscribe", "sunsubscribe",
         "monitor", NULL
     };
 
-    if (len >= sizeof(buf)) {
-        return 0;
+    static const char  *state[] = {
+        "select", "multi", "exec", "discard", "watch", "unwatch", NULL
+    };
+
+    static const char  *client[] = { "client", NULL };
+    static const char  *reply[] = { "reply", NULL };
+
+    len = argvlen ? argvlen[0] : ngx_strlen(argv[0]);
+
+    if (orbit_redis_arg_is(argv[0], len, pubsub)) {
+        return "redis: use orbit_redis_subscribe()";
     }
 
-    for (n = 0; n < len; n++) {
-        c = (u_char) name[n];
-        buf[n] = ngx_tolower(c);
+    if (orbit_redis_arg_is(argv[0], len, state)) {
+        return "redis: command would change the shared connection's state";
     }
+
+    if (argc > 1 && orbit_redis_arg_is(argv[0], len, client)) {
+        len = argvlen ? argvlen[1] : ngx_strlen(argv[1]);
+
+        if (orbit_redis_arg_is(argv[1], len, reply)) {
+            return "redis: CLIENT REPLY would misalign replies";
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_uint_t
+orbit_redis_arg_is(const char *arg, size_t len, const char **names)
+{
+    ngx_uint_t  i;
 
     for (i = 0; names[i]; i++) {
         if (ngx_strlen(names[i]) == len
-            && ngx_strncmp(buf, names[i], len) == 0)
+            && ngx_strncasecmp((u_char *) arg, (u_char *) names[i], len) == 0)
         {
             return 1;
         }

@@ -69,7 +69,9 @@ orbit_redis_cmd_t *orbit_redis_cmd_create(ngx_pool_t *pool);
 /*
  * NGX_OK: accepted, the handler will run later (never from inside this
  * call).  NGX_DECLINED: not connected, cmd->error set, no handler call.
- * NGX_ERROR: out of memory.
+ * NGX_ERROR: refused (out of memory, or a command that would change the
+ * connection all callers share: SUBSCRIBE, SELECT, MULTI, CLIENT REPLY...),
+ * cmd->error set, no handler call.
  */
 ngx_int_t orbit_redis_command(orbit_redis_t *rd, orbit_redis_cmd_t *cmd,
     int argc, const char **argv, const size_t *argvlen);
