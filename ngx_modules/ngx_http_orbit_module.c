@@ -10,6 +10,7 @@
  *   orbit_secrets   FILE;
  *   orbit_limit_zone NAME SIZE [rate=Nr/m];
  *   orbit_limit     NAME [rate=Nr/m] | off;
+ *   orbit_apikey_zone NAME SIZE;
  *   orbit_api;
  */
 
@@ -20,6 +21,7 @@
 
 #include "ngx_http_orbit_module.h"
 #include "api/orbit_api.h"
+#include "api/orbit_apikey_cache.h"
 #include "store/orbit_migrate.h"
 
 
@@ -96,6 +98,13 @@ static ngx_command_t  ngx_http_orbit_commands[] = {
       orbit_limit_directive,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_orbit_loc_conf_t, limit),
+      NULL },
+
+    { ngx_string("orbit_apikey_zone"),
+      ORBIT_APIKEY_ZONE_DIRECTIVE_TYPE,
+      orbit_apikey_zone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_orbit_main_conf_t, apikey_zone),
       NULL },
 
     { ngx_string("orbit_api"),
@@ -200,6 +209,18 @@ ngx_http_orbit_thread_pool(void)
 }
 
 
+ngx_shm_zone_t *
+ngx_http_orbit_apikey_zone(void)
+{
+    ngx_http_orbit_main_conf_t  *omcf;
+
+    omcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_orbit_module);
+
+    return omcf ? omcf->apikey_zone : NULL;
+}
+
+
 static ngx_int_t
 ngx_http_orbit_postconfiguration(ngx_conf_t *cf)
 {
@@ -295,6 +316,15 @@ ngx_http_orbit_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    /* revoked API keys leave this worker's cache when Redis says so */
+
+    if (orbit_apikey_init_process(cycle, omcf->apikey_zone,
+                                  omcf->redis_conn)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -343,6 +373,7 @@ ngx_http_orbit_create_main_conf(ngx_conf_t *cf)
      *     omcf->pg = NULL;
      *     omcf->redis = NULL;
      *     omcf->migrations = { 0, NULL };
+     *     omcf->apikey_zone = NULL;
      */
 
     omcf->migrate = NGX_CONF_UNSET;

@@ -28,6 +28,7 @@ typedef struct {
     ngx_flag_t                   migrate;      /* orbit_migrate on|off */
     orbit_secrets_t             *secrets;      /* orbit_secrets file */
     ngx_thread_pool_t           *thread_pool;  /* CPU work: passwords */
+    ngx_shm_zone_t              *apikey_zone;  /* orbit_apikey_zone */
 
     /* per worker, created in init_process */
     orbit_pg_pool_t             *pg_pool;
@@ -51,6 +52,7 @@ orbit_redis_t *ngx_http_orbit_redis(void);
 orbit_http_client_t *ngx_http_orbit_http_client(void);
 orbit_secrets_t *ngx_http_orbit_secrets(void);
 ngx_thread_pool_t *ngx_http_orbit_thread_pool(void);
+ngx_shm_zone_t *ngx_http_orbit_apikey_zone(void);
 
 
 #endif /* _NGX_HTTP_ORBIT_MODULE_H_INCLUDED_ */

@@ -6,11 +6,13 @@
 #include <ngx_thread_pool.h>
 
 #include "api/orbit_api.h"
+#include "api/orbit_apikey_cache.h"
 #include "ngx_http_orbit_module.h"
 
 
 #define ORBIT_ANY_USER        ORBIT_ROLES_ALL
 #define ORBIT_TENANT_ADMINS   (ORBIT_ROLE_ADMIN)
+#define ORBIT_TENANT_STAFF    (ORBIT_ROLE_ADMIN|ORBIT_ROLE_MANAGER)
 #define ORBIT_PLATFORM        (ORBIT_ROLE_SUPERADMIN)
 
 
@@ -38,6 +40,44 @@ static const orbit_route_t  orbit_api_routes[] = {
 
     { "GET",   "/api/v1/audit-logs",          (void *) orbit_api_audit_list,
       ORBIT_TENANT_ADMINS|ORBIT_PLATFORM },
+
+    { "GET",   "/api/v1/users",               (void *) orbit_api_users_list,
+      ORBIT_TENANT_STAFF },
+    { "POST",  "/api/v1/users",               (void *) orbit_api_users_create,
+      ORBIT_TENANT_STAFF },
+    { "GET",   "/api/v1/users/:id",           (void *) orbit_api_users_get,
+      ORBIT_TENANT_STAFF },
+    { "PATCH", "/api/v1/users/:id",           (void *) orbit_api_users_update,
+      ORBIT_TENANT_STAFF },
+
+    { "GET",   "/api/v1/api-keys",            (void *) orbit_api_keys_list,
+      ORBIT_TENANT_ADMINS },
+    { "POST",  "/api/v1/api-keys",            (void *) orbit_api_keys_create,
+      ORBIT_TENANT_ADMINS },
+    { "PATCH", "/api/v1/api-keys/:id/revoke", (void *) orbit_api_keys_revoke,
+      ORBIT_TENANT_ADMINS },
+    { "DELETE", "/api/v1/api-keys/:id",       (void *) orbit_api_keys_delete,
+      ORBIT_TENANT_ADMINS },
+
+    { "GET",   "/api/v1/contacts",            (void *) orbit_api_contacts_list,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONTACTS_READ },
+    { "POST",  "/api/v1/contacts",           (void *) orbit_api_contacts_create,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONTACTS_WRITE },
+    { "POST",  "/api/v1/contacts/import",    (void *) orbit_api_contacts_import,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONTACTS_WRITE|ORBIT_RAW_BODY },
+    { "GET",   "/api/v1/contacts/export",    (void *) orbit_api_contacts_export,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONTACTS_READ },
+    { "GET",   "/api/v1/contacts/:id",        (void *) orbit_api_contacts_get,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONTACTS_READ },
+    { "PATCH", "/api/v1/contacts/:id",       (void *) orbit_api_contacts_update,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONTACTS_WRITE },
+    { "DELETE", "/api/v1/contacts/:id",      (void *) orbit_api_contacts_delete,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONTACTS_WRITE },
+    { "POST",  "/api/v1/contacts/:id/tags",  (void *) orbit_api_contacts_tag,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONTACTS_WRITE },
+    { "DELETE", "/api/v1/contacts/:id/tags/:tag",
+      (void *) orbit_api_contacts_untag,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONTACTS_WRITE },
 };
 
 #define ORBIT_API_NROUTES                                                    \
@@ -49,10 +89,13 @@ typedef struct {
     orbit_api_work_pt            work;
     orbit_api_work_done_pt       done;
     void                        *ctx;
+    ngx_pool_cleanup_t          *cln;          /* in the request's pool */
     unsigned                     orphan:1;
 } orbit_api_task_t;
 
 
+static void orbit_api_keyed(orbit_api_req_t *ar, ngx_int_t rc);
+static ngx_int_t orbit_api_run(orbit_api_req_t *ar);
 static ngx_int_t orbit_api_limit(orbit_api_req_t *ar);
 static void orbit_api_body_read(ngx_http_request_t *r);
 static ngx_int_t orbit_api_parse_body(orbit_api_req_t *ar);
@@ -71,10 +114,8 @@ ngx_int_t
 orbit_api_handler(ngx_http_request_t *r)
 {
     ngx_int_t             rc;
-    ngx_str_t             method;
     orbit_api_req_t      *ar;
     ngx_pool_cleanup_t   *cln;
-    orbit_route_rc_e      found;
 
     cln = ngx_pool_cleanup_add(r->pool, sizeof(orbit_api_req_t));
     if (cln == NULL) {
@@ -88,6 +129,68 @@ orbit_api_handler(ngx_http_request_t *r)
     cln->handler = orbit_api_cleanup;
 
     ngx_http_set_ctx(r, ar, ngx_http_orbit_module);
+
+    /*
+     * An API key is resolved first: a keyed request counts against its
+     * key's limit, not its address's.  The shm cache answers at once; a
+     * miss asks PostgreSQL and the request resumes in orbit_api_keyed().
+     */
+
+    rc = orbit_apikey_authenticate(ar, orbit_api_keyed);
+
+    if (rc == NGX_DONE) {
+        return NGX_DONE;
+    }
+
+    if (rc != NGX_OK) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+
+        return ar->rc;
+    }
+
+    return orbit_api_run(ar);
+}
+
+
+/* the key's lookup is back: on with the request, or it was answered */
+
+static void
+orbit_api_keyed(orbit_api_req_t *ar, ngx_int_t rc)
+{
+    if (rc == NGX_OK) {
+        rc = orbit_api_run(ar);
+
+    } else {
+        if (ngx_http_discard_request_body(ar->r) != NGX_OK) {
+            ar->r->keepalive = 0;
+        }
+
+        rc = ar->rc;
+    }
+
+    /* the lookup's hold: what run started holds the request itself */
+
+    orbit_api_finish(ar, rc);
+}
+
+
+/*
+ * Limit, route, authorise, read the body, call the handler.  Returns what
+ * the content handler returns: NGX_DONE while a body is read or a handler
+ * waits, else the answer's rc.
+ */
+
+static ngx_int_t
+orbit_api_run(orbit_api_req_t *ar)
+{
+    ngx_int_t            rc;
+    ngx_str_t            method;
+    orbit_route_rc_e     found;
+    ngx_http_request_t  *r;
+
+    r = ar->r;
 
     /* every request counts, whatever it asks for and whoever asks */
 
@@ -153,8 +256,9 @@ orbit_api_handler(ngx_http_request_t *r)
 
 /*
  * The spec's limits: per API key for keyed requests, per client address
- * otherwise.  The counters live in the orbit_limit_zone of this location
- * (shared by the workers); every answer carries X-RateLimit-*.
+ * otherwise (JWT users, the unauthenticated, bad keys).  The counters live
+ * in the orbit_limit_zone of this location (shared by the workers); every
+ * answer carries X-RateLimit-*.
  */
 
 static ngx_int_t
@@ -162,21 +266,34 @@ orbit_api_limit(orbit_api_req_t *ar)
 {
     u_char                     *p;
     ngx_int_t                   rc;
-    ngx_str_t                   key, *addr;
+    ngx_str_t                   key, *id;
+    const char                 *kind;
     orbit_limit_result_t        res;
     ngx_http_orbit_loc_conf_t  *olcf;
 
     olcf = ngx_http_get_module_loc_conf(ar->r, ngx_http_orbit_module);
-    addr = &ar->r->connection->addr_text;
 
-    key.data = ngx_pnalloc(ar->r->pool, sizeof("ip:") - 1 + addr->len);
+    if (olcf->limit.shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    if (ar->who.kind == ORBIT_AUTH_KEY) {
+        kind = "k:";
+        id = &ar->who.key_id;
+
+    } else {
+        kind = "ip:";
+        id = &ar->r->connection->addr_text;
+    }
+
+    key.data = ngx_pnalloc(ar->r->pool, ngx_strlen(kind) + id->len);
     if (key.data == NULL) {
         ar->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(key.data, "ip:", sizeof("ip:") - 1);
-    p = ngx_cpymem(p, addr->data, addr->len);
+    p = ngx_cpymem(key.data, kind, ngx_strlen(kind));
+    p = ngx_cpymem(p, id->data, id->len);
     key.len = p - key.data;
 
     rc = orbit_limit_check(ar->r, &olcf->limit, &key, &res);
@@ -777,6 +894,7 @@ orbit_api_offload(orbit_api_req_t *ar, orbit_api_work_pt work,
     /* if the request goes first, the completion only frees the task */
     cln->handler = orbit_api_task_orphan;
     cln->data = t;
+    t->cln = cln;
 
     orbit_api_hold(ar);
 
@@ -812,6 +930,8 @@ orbit_api_task_done(ngx_event_t *ev)
     t = task->ctx;
 
     if (!t->orphan) {
+        /* the task is freed below: its cleanup must not touch it later */
+        t->cln->handler = NULL;
         t->done(t->ar, t->ctx);
     }
 
@@ -854,7 +974,9 @@ orbit_api_parse_body(orbit_api_req_t *ar)
 
     r = ar->r;
 
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+    if (r->request_body == NULL || r->request_body->bufs == NULL
+        || (ar->match.route->access & ORBIT_RAW_BODY))
+    {
         return NGX_OK;
     }
 

@@ -137,5 +137,25 @@ ngx_int_t orbit_api_tenants_update(orbit_api_req_t *ar);
 
 ngx_int_t orbit_api_audit_list(orbit_api_req_t *ar);
 
+ngx_int_t orbit_api_users_list(orbit_api_req_t *ar);
+ngx_int_t orbit_api_users_create(orbit_api_req_t *ar);
+ngx_int_t orbit_api_users_get(orbit_api_req_t *ar);
+ngx_int_t orbit_api_users_update(orbit_api_req_t *ar);
+
+ngx_int_t orbit_api_keys_list(orbit_api_req_t *ar);
+ngx_int_t orbit_api_keys_create(orbit_api_req_t *ar);
+ngx_int_t orbit_api_keys_revoke(orbit_api_req_t *ar);
+ngx_int_t orbit_api_keys_delete(orbit_api_req_t *ar);
+
+ngx_int_t orbit_api_contacts_list(orbit_api_req_t *ar);
+ngx_int_t orbit_api_contacts_create(orbit_api_req_t *ar);
+ngx_int_t orbit_api_contacts_import(orbit_api_req_t *ar);
+ngx_int_t orbit_api_contacts_export(orbit_api_req_t *ar);
+ngx_int_t orbit_api_contacts_get(orbit_api_req_t *ar);
+ngx_int_t orbit_api_contacts_update(orbit_api_req_t *ar);
+ngx_int_t orbit_api_contacts_delete(orbit_api_req_t *ar);
+ngx_int_t orbit_api_contacts_tag(orbit_api_req_t *ar);
+ngx_int_t orbit_api_contacts_untag(orbit_api_req_t *ar);
+
 
 #endif /* _ORBIT_API_H_INCLUDED_ */

@@ -1,9 +1,12 @@
 /*
  * OrbitDesk REST: authentication (Bearer JWT) and authorisation (roles
- * for users, scopes for API keys) of a routed request.
+ * for users, scopes for API keys) of a routed request.  An API key has
+ * been looked up before routing (orbit_apikey_authenticate(): its id
+ * counts against the rate limit); here it is only judged.
  */
 
 #include "api/orbit_api.h"
+#include "api/orbit_apikey_cache.h"
 #include "ngx_http_orbit_module.h"
 
 
@@ -26,6 +29,7 @@ static const orbit_auth_role_t  orbit_auth_roles[] = {
 
 
 static ngx_int_t orbit_auth_bearer(orbit_api_req_t *ar, ngx_str_t *token);
+static ngx_int_t orbit_auth_key(orbit_api_req_t *ar, ngx_uint_t access);
 static ngx_int_t orbit_auth_refuse(orbit_api_req_t *ar, ngx_uint_t status,
     const char *message);
 static ngx_int_t orbit_auth_str(ngx_pool_t *pool, ngx_str_t *dst,
@@ -88,8 +92,12 @@ orbit_auth_check(orbit_api_req_t *ar)
 
     rc = orbit_auth_bearer(ar, &token);
 
+    if (rc != NGX_OK && orbit_apikey_presented(ar->r)) {
+        /* no Bearer token: the API key, looked up before routing */
+        return orbit_auth_key(ar, access);
+    }
+
     if (rc == NGX_DECLINED) {
-        /* API keys (X-Api-Key) come with the REST core's keys */
         return orbit_auth_refuse(ar, NGX_HTTP_UNAUTHORIZED,
                                  "Unauthorized");
     }
@@ -149,6 +157,47 @@ orbit_auth_check(orbit_api_req_t *ar)
     }
 
     /* a user's JWT skips scope checks: scopes bind API keys only */
+
+    return NGX_OK;
+}
+
+
+/*
+ * A keyed request: orbit_apikey_authenticate() has set ar->who if the key
+ * is valid.  A key calls only routes that name a scope, and needs every
+ * scope the route names.
+ */
+
+static ngx_int_t
+orbit_auth_key(orbit_api_req_t *ar, ngx_uint_t access)
+{
+    u_char      *p;
+    ngx_uint_t   need, missing;
+    u_char       msg[256];
+
+    if (ar->who.kind != ORBIT_AUTH_KEY) {
+        return orbit_auth_refuse(ar, NGX_HTTP_UNAUTHORIZED,
+                                 "Invalid API key");
+    }
+
+    need = access & ORBIT_SCOPES_MASK;
+
+    if (need == 0) {
+        /* users' business: keys, users, tenants, the audit log */
+        return orbit_auth_refuse(ar, NGX_HTTP_FORBIDDEN,
+                                 "API keys cannot access this resource");
+    }
+
+    missing = need & ~ar->who.scopes;
+
+    if (missing) {
+        p = ngx_slprintf(msg, msg + sizeof(msg) - 1, "Missing scope: ");
+        p = orbit_apikey_scope_names(p, msg + sizeof(msg) - 1, missing,
+                                     ", ");
+        *p = '\0';
+
+        return orbit_auth_refuse(ar, NGX_HTTP_FORBIDDEN, (char *) msg);
+    }
 
     return NGX_OK;
 }

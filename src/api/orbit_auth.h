@@ -25,6 +25,8 @@
 #define ORBIT_ROLES_MASK             0x00ff
 
 #define ORBIT_PUBLIC                 0x0100
+#define ORBIT_RAW_BODY               0x0200    /* not JSON: the handler reads
+                                                  r->request_body itself */
 
 #define ORBIT_SCOPE_CONTACTS_READ       0x010000
 #define ORBIT_SCOPE_CONTACTS_WRITE      0x020000
