@@ -326,7 +326,7 @@ sub names {
     my $res = api($t, 'GET', "/api/v1/contacts?$q", token => $tokp);
     return ($res->{status},
             join(',', map { $_->{name} } @{ $res->{json}{data} }),
-            $res->{json}{total}, $res->{json}{totalCapped});
+            $res->{json}{total}, $res->{json}{totalIsCapped});
 }
 my @s = names('search=smith');
 is_deeply(\@s, [ 200, 'Grace,Carol SMITHERS,Alice Smith', 3, JSON::PP::false ],
@@ -539,7 +539,7 @@ is($s[0], 1000, 'a tag filter');
 sub names_of {
     my ($token, $q) = @_;
     my $res = api($t, 'GET', "/api/v1/contacts?$q", token => $token);
-    return ($res->{json}{total}, $res->{json}{totalCapped});
+    return ($res->{json}{total}, $res->{json}{totalIsCapped});
 }
 
 # --- the invariant: every tenant's counter is its number of rows

@@ -238,7 +238,7 @@ static ngx_int_t orbit_export_send(orbit_api_req_t *ar, orbit_export_t *ex);
 /*
  * GET /api/v1/contacts?limit=&cursor=&search=&tag=
  *
- * {"data": [contact...], "total": N, "totalCapped": false,
+ * {"data": [contact...], "total": N, "totalIsCapped": false,
  *  "nextCursor": "..."|null}
  *
  * The cursor is the last row's (created_at in microseconds, id): it stays
@@ -246,7 +246,7 @@ static ngx_int_t orbit_export_send(orbit_api_req_t *ar, orbit_export_t *ex);
  *
  * The total of the unfiltered list is the tenant's counter.  A filtered
  * total has no counter to come from: it is counted, but only up to 10,000
- * matches (past that, "total": 10000 and "totalCapped": true), so that a
+ * matches (past that, "total": 10000 and "totalIsCapped": true), so that a
  * broad search over a big tenant costs a bounded scan instead of counting
  * every row on every page.  Search is a case-insensitive substring of
  * name, phone or email; tag an exact tag.
@@ -287,7 +287,7 @@ orbit_api_contacts_list(orbit_api_req_t *ar)
         "  'data', COALESCE((SELECT json_agg(" ORBIT_CONTACT_JSON
         "    ORDER BY c.created_at DESC, c.id DESC) FROM shown c), '[]'),"
         "  'total', (SELECT n FROM total),"
-        "  'totalCapped', (SELECT capped FROM total),"
+        "  'totalIsCapped', (SELECT capped FROM total),"
         "  'nextCursor', CASE WHEN (SELECT count(*) FROM page) > $2::int"
         "    THEN (SELECT (extract(epoch FROM created_at) * 1000000)::bigint"
         "                 || '.' || id"
