@@ -63,7 +63,9 @@ orbit_api_tenants_list(orbit_api_req_t *ar)
         return ar->rc;
     }
 
-    if (orbit_api_arg_enum(ar, "status", orbit_tenant_filters, &v[0]) != NGX_OK) {
+    if (orbit_api_arg_enum(ar, "status", orbit_tenant_filters, &v[0])
+        != NGX_OK)
+    {
         return ar->rc;
     }
 
