@@ -5,6 +5,7 @@
  *   orbit_test_sql "SQL" [PARAM...];   PARAMs are complex values; answers
  *                                      the first column of the first row
  *   orbit_test_sql_timeout TIME;       the query's own timeout
+ *   orbit_test_sql_prepare on;         a statement prepared per connection
  *   orbit_test_listen CHANNEL TIMEOUT; answers the payload of the next
  *                                      NOTIFY on CHANNEL
  */
@@ -24,6 +25,7 @@ typedef struct {
     ngx_str_t                    sql;
     ngx_array_t                 *params;       /* ngx_http_complex_value_t */
     ngx_msec_t                   timeout;
+    ngx_flag_t                   prepare;
     ngx_str_t                    channel;
     ngx_msec_t                   wait;
 } ngx_http_orbit_test_loc_conf_t;
@@ -74,6 +76,13 @@ static ngx_command_t  ngx_http_orbit_test_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_orbit_test_loc_conf_t, timeout),
+      NULL },
+
+    { ngx_string("orbit_test_sql_prepare"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_orbit_test_loc_conf_t, prepare),
       NULL },
 
     { ngx_string("orbit_test_listen"),
@@ -177,6 +186,7 @@ ngx_http_orbit_test_sql_send(ngx_http_request_t *r)
 
     q->sql = (char *) tlcf->sql.data;
     q->timeout = (tlcf->timeout == NGX_CONF_UNSET_MSEC) ? 0 : tlcf->timeout;
+    q->prepare = (tlcf->prepare == 1);
     q->handler = ngx_http_orbit_test_sql_done;
     q->data = r;
 
@@ -501,6 +511,7 @@ ngx_http_orbit_test_create_loc_conf(ngx_conf_t *cf)
     }
 
     tlcf->timeout = NGX_CONF_UNSET_MSEC;
+    tlcf->prepare = NGX_CONF_UNSET;
 
     return tlcf;
 }

@@ -229,3 +229,49 @@ GET /t
 --- response_body eval
 ["postgres query timed out", "", "0"]
 --- timeout: 5
+
+
+
+=== TEST 14: a prepared statement: parsed once per connection, then reused
+--- http_config
+    orbit_postgres "$TEST_NGINX_PG_DSN" pool=1;
+--- config
+    location = /t {
+        orbit_test_sql "SELECT $1::int * 2" $arg_n;
+        orbit_test_sql_prepare on;
+    }
+    location = /count {
+        orbit_test_sql "SELECT count(*) FROM pg_prepared_statements";
+        orbit_test_sql_prepare on;
+    }
+--- request eval
+["GET /t?n=1", "GET /t?n=2", "GET /t?n=21", "GET /count"]
+--- error_code eval
+[200, 200, 200, 200]
+--- response_body eval
+["2", "4", "42", "2"]
+
+
+
+=== TEST 15: a prepared statement's own error answers its query alone
+--- http_config
+    orbit_postgres "$TEST_NGINX_PG_DSN" pool=1;
+--- config
+    location = /bad {
+        orbit_test_sql "SELEKT 1";
+        orbit_test_sql_prepare on;
+    }
+    location = /bad-param {
+        orbit_test_sql "SELECT $1::int" $arg_v;
+        orbit_test_sql_prepare on;
+    }
+    location = /good {
+        orbit_test_sql "SELECT 'still fine'";
+        orbit_test_sql_prepare on;
+    }
+--- request eval
+["GET /bad", "GET /bad-param?v=x", "GET /bad-param?v=7", "GET /good"]
+--- error_code eval
+[502, 502, 200, 200]
+--- response_body_like eval
+["syntax error", "invalid input syntax", "^7\$", "^still fine\$"]

@@ -680,6 +680,7 @@ orbit_api_query(orbit_api_req_t *ar, const char *sql, int nparams,
     q->sql = sql;
     q->nparams = nparams;
     q->values = values;
+    q->prepare = 1;             /* handlers' statements are constants */
     q->handler = orbit_api_query_done;
     q->data = ar;
 

@@ -79,6 +79,7 @@ orbit_api_health(orbit_api_req_t *ar)
         }
 
         q->sql = "SELECT 1";
+        q->prepare = 1;
         q->handler = orbit_health_pg_done;
         q->data = h;
         q->timeout = ORBIT_HEALTH_PG_TIMEOUT;

@@ -18,6 +18,10 @@
 
 
 static ngx_int_t orbit_pg_start(orbit_pg_conn_t *pc, orbit_pg_query_t *q);
+static ngx_int_t orbit_pg_send_prepared(orbit_pg_conn_t *pc,
+    orbit_pg_query_t *q, uint64_t id);
+static uint64_t orbit_pg_statement_id(const char *sql);
+static ngx_uint_t orbit_pg_is_prepared(orbit_pg_conn_t *pc, uint64_t id);
 static ngx_int_t orbit_pg_send_listens(orbit_pg_conn_t *pc);
 static void orbit_pg_query_timeout(ngx_event_t *ev);
 static void orbit_pg_query_cleanup(void *data);
@@ -524,8 +528,38 @@ orbit_pg_set_error(orbit_pg_pool_t *pool, const char *prefix,
 static ngx_int_t
 orbit_pg_start(orbit_pg_conn_t *pc, orbit_pg_query_t *q)
 {
-    if (!PQsendQueryParams(pc->pg, q->sql, q->nparams, NULL, q->values,
-                           NULL, NULL, 0))
+    int       ok;
+    uint64_t  id;
+    u_char    name[24];
+
+    if (!q->prepare) {
+        ok = PQsendQueryParams(pc->pg, q->sql, q->nparams, NULL, q->values,
+                               NULL, NULL, 0);
+
+    } else {
+        /*
+         * A constant statement is parsed and planned once per connection:
+         * the first use sends Parse alone (one extra round trip), every
+         * later one Bind and Execute only.
+         */
+
+        id = orbit_pg_statement_id(q->sql);
+
+        if (orbit_pg_is_prepared(pc, id)) {
+            return orbit_pg_send_prepared(pc, q, id);
+        }
+
+        ngx_sprintf(name, "o%016uxL%Z", id);
+
+        ok = PQsendPrepare(pc->pg, (char *) name, q->sql, q->nparams, NULL);
+
+        if (ok) {
+            pc->preparing = 1;
+            pc->preparing_id = id;
+        }
+    }
+
+    if (!ok)
     {
         if (PQstatus(pc->pg) == CONNECTION_OK
             && PQtransactionStatus(pc->pg) == PQTRANS_IDLE)
@@ -547,6 +581,134 @@ orbit_pg_start(orbit_pg_conn_t *pc, orbit_pg_query_t *q)
     q->conn = pc;
 
     return NGX_OK;
+}
+
+
+/* Parse is done: record the statement and run the query with it */
+
+void
+orbit_pg_prepared(orbit_pg_conn_t *pc, PGresult *res)
+{
+    uint64_t          *p;
+    orbit_pg_query_t  *q;
+
+    pc->preparing = 0;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        /* the statement's own error (syntax...) is the query's result */
+        orbit_pg_result(pc, res);
+        return;
+    }
+
+    PQclear(res);
+
+    if (pc->prepared == NULL) {
+        pc->prepared = ngx_array_create(pc->pool->mem, 16, sizeof(uint64_t));
+    }
+
+    p = pc->prepared ? ngx_array_push(pc->prepared) : NULL;
+    if (p) {
+        *p = pc->preparing_id;
+    }
+
+    q = pc->query;
+
+    if (q == NULL) {
+        /* abandoned meanwhile: the connection is free again */
+        orbit_pg_result(pc, NULL);
+        return;
+    }
+
+    pc->query = NULL;
+    q->conn = NULL;
+
+    if (orbit_pg_send_prepared(pc, q, pc->preparing_id) != NGX_OK) {
+        /* broken or refused: fail this query alone, through its handler */
+        if (q->timer.timer_set) {
+            ngx_del_timer(&q->timer);
+        }
+
+        orbit_pg_query_fail(q, "postgres refused the prepared statement");
+
+        if (q->handler) {
+            q->handler(q, NULL);
+        }
+
+        if (pc->state == ORBIT_PG_IDLE) {
+            orbit_pg_ready(pc);
+        }
+    }
+}
+
+
+static ngx_int_t
+orbit_pg_send_prepared(orbit_pg_conn_t *pc, orbit_pg_query_t *q,
+    uint64_t id)
+{
+    u_char  name[24];
+
+    ngx_sprintf(name, "o%016uxL%Z", id);
+
+    if (!PQsendQueryPrepared(pc->pg, (char *) name, q->nparams, q->values,
+                             NULL, NULL, 0))
+    {
+        if (PQstatus(pc->pg) == CONNECTION_OK
+            && PQtransactionStatus(pc->pg) == PQTRANS_IDLE)
+        {
+            pc->state = ORBIT_PG_IDLE;
+            return NGX_ABORT;
+        }
+
+        orbit_pg_broken(pc, PQerrorMessage(pc->pg));
+        return NGX_DECLINED;
+    }
+
+    pc->state = ORBIT_PG_BUSY;
+
+    if (orbit_pg_flush(pc) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    pc->query = q;
+    q->conn = pc;
+
+    return NGX_OK;
+}
+
+
+/* two independent 32-bit hashes of the text: a statement's name */
+
+static uint64_t
+orbit_pg_statement_id(const char *sql)
+{
+    size_t  len;
+
+    len = ngx_strlen(sql);
+
+    return ((uint64_t) ngx_crc32_long((u_char *) sql, len) << 32)
+           | ngx_murmur_hash2((u_char *) sql, len);
+}
+
+
+static ngx_uint_t
+orbit_pg_is_prepared(orbit_pg_conn_t *pc, uint64_t id)
+{
+    uint64_t    *ids;
+    ngx_uint_t   i;
+
+    if (pc->prepared == NULL) {
+        return 0;
+    }
+
+    ids = pc->prepared->elts;
+
+    for (i = 0; i < pc->prepared->nelts; i++) {
+        if (ids[i] == id) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -53,6 +53,8 @@ struct orbit_pg_query_s {
     orbit_pg_handler_pt          handler;
     void                        *data;
     ngx_msec_t                   timeout;      /* 0: the pool's */
+    unsigned                     prepare:1;    /* sql is a constant: plan
+                                                  it once per connection */
 
     ngx_str_t                    error;        /* out */
     unsigned                     timedout:1;   /* out */

@@ -118,6 +118,12 @@ orbit_pg_close(orbit_pg_conn_t *pc)
 
     pc->state = ORBIT_PG_CLOSED;
     pc->flushing = 0;
+    pc->preparing = 0;
+
+    /* prepared statements die with the server session */
+    if (pc->prepared) {
+        pc->prepared->nelts = 0;
+    }
 
     if (pc->in_idle) {
         ngx_queue_remove(&pc->idle);
@@ -493,6 +499,9 @@ orbit_pg_busy_step(orbit_pg_conn_t *pc)
 
                 if (pc->state == ORBIT_PG_INIT) {
                     orbit_pg_init_done(pc, res);
+
+                } else if (pc->preparing) {
+                    orbit_pg_prepared(pc, res);
 
                 } else {
                     orbit_pg_result(pc, res);

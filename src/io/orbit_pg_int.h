@@ -42,6 +42,9 @@ typedef struct {
     unsigned                     listener:1;
     unsigned                     flushing:1;
     unsigned                     in_idle:1;
+    unsigned                     preparing:1;  /* Parse of query's sql */
+    uint64_t                     preparing_id;
+    ngx_array_t                 *prepared;     /* of uint64_t: ids */
 } orbit_pg_conn_t;
 
 
@@ -80,6 +83,7 @@ ngx_int_t orbit_pg_flush(orbit_pg_conn_t *pc);
 /* orbit_pg.c: what a connection reports to its pool */
 void orbit_pg_ready(orbit_pg_conn_t *pc);
 void orbit_pg_result(orbit_pg_conn_t *pc, PGresult *res);
+void orbit_pg_prepared(orbit_pg_conn_t *pc, PGresult *res);
 void orbit_pg_deliver_notifies(orbit_pg_conn_t *pc);
 void orbit_pg_fail_waiting(orbit_pg_pool_t *pool);
 void orbit_pg_query_fail(orbit_pg_query_t *q, const char *why);
