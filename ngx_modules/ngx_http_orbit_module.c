@@ -149,75 +149,57 @@ ngx_module_t  ngx_http_orbit_module = {
 };
 
 
+/* the running cycle's configuration: NULL without an http block */
+
+static ngx_http_orbit_main_conf_t *
+ngx_http_orbit_conf(void)
+{
+    return ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_orbit_module);
+}
+
+
 orbit_pg_pool_t *
 ngx_http_orbit_pg(void)
 {
-    ngx_http_orbit_main_conf_t  *omcf;
-
-    omcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_orbit_module);
-
-    return omcf ? omcf->pg_pool : NULL;
+    return ngx_http_orbit_conf() ? ngx_http_orbit_conf()->pg_pool : NULL;
 }
 
 
 orbit_redis_t *
 ngx_http_orbit_redis(void)
 {
-    ngx_http_orbit_main_conf_t  *omcf;
-
-    omcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_orbit_module);
-
-    return omcf ? omcf->redis_conn : NULL;
+    return ngx_http_orbit_conf() ? ngx_http_orbit_conf()->redis_conn : NULL;
 }
 
 
 orbit_http_client_t *
 ngx_http_orbit_http_client(void)
 {
-    ngx_http_orbit_main_conf_t  *omcf;
-
-    omcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_orbit_module);
-
-    return omcf ? omcf->http_client : NULL;
+    return ngx_http_orbit_conf() ? ngx_http_orbit_conf()->http_client : NULL;
 }
 
 
 orbit_secrets_t *
 ngx_http_orbit_secrets(void)
 {
-    ngx_http_orbit_main_conf_t  *omcf;
-
-    omcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_orbit_module);
-
-    return omcf ? omcf->secrets : NULL;
+    return ngx_http_orbit_conf() ? ngx_http_orbit_conf()->secrets : NULL;
 }
 
 
 ngx_thread_pool_t *
 ngx_http_orbit_thread_pool(void)
 {
-    ngx_http_orbit_main_conf_t  *omcf;
-
-    omcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_orbit_module);
-
-    return omcf ? omcf->thread_pool : NULL;
+    return ngx_http_orbit_conf() ? ngx_http_orbit_conf()->thread_pool
+                                 : NULL;
 }
 
 
 ngx_shm_zone_t *
 ngx_http_orbit_apikey_zone(void)
 {
-    ngx_http_orbit_main_conf_t  *omcf;
-
-    omcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_orbit_module);
-
-    return omcf ? omcf->apikey_zone : NULL;
+    return ngx_http_orbit_conf() ? ngx_http_orbit_conf()->apikey_zone
+                                 : NULL;
 }
 
 

@@ -342,6 +342,7 @@ orbit_apikey_lookup(orbit_api_req_t *ar, const u_char *hash, const char *hex,
     lk->values[0] = lk->hex;
 
     q->sql = sql;
+    q->prepare = 1;
     q->nparams = 1;
     q->values = lk->values;
     q->handler = orbit_apikey_lookup_done;
@@ -1148,6 +1149,7 @@ orbit_apikey_touch_flush(ngx_event_t *ev)
     *p = '\0';
 
     q->sql = sql;
+    q->prepare = 1;
     q->nparams = 1;
     q->values = v;
     q->handler = orbit_apikey_touch_done;

@@ -1,5 +1,7 @@
 /*
- * orbit-admin: the store's command line (blocking libpq; never in nginx).
+ * orbit-admin: the store's command line.  A separate program, run by
+ * tools/orbit: its libpq calls block, as a command line's may; nothing
+ * here is linked into the nginx modules.
  *
  *   orbit-admin migrate CONNINFO DIR
  *       apply the pending migrations of DIR
