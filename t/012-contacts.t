@@ -346,6 +346,19 @@ is_deeply([ (names('tag=VIP&search=smith'))[1, 2] ],
           [ 'Carol SMITHERS,Alice Smith', 2 ], 'tag and search');
 is_deeply([ (names('tag=VIP&limit=1'))[1, 2] ], [ 'Frank', 3 ],
           'a filtered page: the total of all matches');
+$r = api($t, 'GET', '/api/v1/contacts?tag=VIP&limit=2', token => $tokp);
+is(scalar @{ $r->{json}{data} }, 2, 'a filtered walk: 2 on the first page');
+$r = api($t, 'GET', "/api/v1/contacts?tag=VIP&limit=2&cursor="
+         . $r->{json}{nextCursor}, token => $tokp);
+is_deeply([ map { $_->{name} } @{ $r->{json}{data} } ], [ 'Alice Smith' ],
+          '... the rest on the second, the filter kept');
+ok(!defined $r->{json}{nextCursor}, '... and no nextCursor after it');
+$r = api($t, 'GET', '/api/v1/contacts?limit=7', token => $tokp);
+is(scalar @{ $r->{json}{data} }, 7, 'a page exactly as long as the list');
+ok(!defined $r->{json}{nextCursor}, '... has no nextCursor');
+$r = api($t, 'GET', '/api/v1/contacts?limit=6', token => $tokp);
+is($r->{json}{data}[5]{id}, $made[1], 'one short of the list: 6 shown');
+ok(defined $r->{json}{nextCursor}, '... and a nextCursor to the last');
 is((names('limit=0'))[0], 400, 'limit=0: 400');
 is((names('limit=101'))[0], 400, 'limit=101: 400');
 is((names('cursor=garbage'))[0], 400, 'a forged cursor: 400');

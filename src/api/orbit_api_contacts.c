@@ -43,6 +43,37 @@
     " 'optedIn', c.opted_in, 'avatarUrl', c.avatar_url,"                    \
     " 'createdAt', c.created_at, 'updatedAt', c.updated_at)"
 
+/* a contact as a row whose JSON is the contact's: json_agg(page) */
+#define ORBIT_CONTACT_COLS                                                   \
+    "c.id, c.phone, c.name, c.email, c.tags,"                                \
+    " c.custom_fields AS \"customFields\", c.opted_in AS \"optedIn\","       \
+    " c.avatar_url AS \"avatarUrl\", c.created_at AS \"createdAt\","         \
+    " c.updated_at AS \"updatedAt\""
+
+/*
+ * A page of the list: the CTE "page" holds up to 101 rows in list order
+ * (newest first), $2 of them are shown, and the cursor names the last
+ * shown row when a row follows it.  $3/$4, the cursor's microseconds and
+ * id, are both NULL on the first page.
+ */
+#define ORBIT_CONTACT_PAGE_MAX  "101"
+
+#define ORBIT_CONTACT_BEFORE                                                 \
+    "(c.created_at, c.id) < ("                                               \
+    "  COALESCE('epoch'::timestamptz + $3::bigint * interval '1 microsecond',"\
+    "           'infinity'),"                                                \
+    "  COALESCE($4::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))"
+
+#define ORBIT_CONTACT_PAGE_DATA                                              \
+    "COALESCE((SELECT json_agg(p ORDER BY p.\"createdAt\" DESC, p.id DESC)"  \
+    "  FROM (SELECT * FROM page LIMIT $2::int) p), '[]')"
+
+#define ORBIT_CONTACT_PAGE_CURSOR                                            \
+    "CASE WHEN EXISTS (SELECT 1 FROM page OFFSET $2::int)"                   \
+    " THEN (SELECT (extract(epoch FROM p.\"createdAt\") * 1000000)::bigint"  \
+    "              || '.' || p.id"                                           \
+    "       FROM page p OFFSET $2::int - 1 LIMIT 1) END"
+
 /* the expression of the trigram index contacts_search_idx (003) */
 #define ORBIT_CONTACT_SEARCH                                                 \
     "lower(coalesce(c.name, '') || E'\\n' || c.phone || E'\\n'"             \
@@ -259,39 +290,44 @@ orbit_api_contacts_list(orbit_api_req_t *ar)
     size_t        len;
     const char  **v, *cursor;
 
-    static const char  sql[] =
+    /*
+     * Two statements, both prepared.  The unfiltered one, the hot path,
+     * has no optional clause and a constant inner LIMIT, so that
+     * PostgreSQL settles on one generic plan instead of planning every
+     * call; the filtered one is planned with its values, which lets the
+     * trigram index serve a search.
+     */
+
+    static const char  all[] =
         "WITH page AS ("
-        "  SELECT c.* FROM contacts c"
-        "  WHERE " ORBIT_CONTACT_FILTERS
-        "    AND ($3::bigint IS NULL OR (c.created_at, c.id) <"
-        "      ('epoch'::timestamptz + $3::bigint * interval '1 microsecond',"
-        "       $4::uuid))"
+        "  SELECT " ORBIT_CONTACT_COLS " FROM contacts c"
+        "  WHERE c.tenant_id = $1::uuid AND " ORBIT_CONTACT_BEFORE
         "  ORDER BY c.created_at DESC, c.id DESC"
-        "  LIMIT $2::int + 1"
-        "), shown AS ("
-        "  SELECT * FROM page ORDER BY created_at DESC, id DESC"
-        "  LIMIT $2::int"
+        "  LIMIT " ORBIT_CONTACT_PAGE_MAX
+        ")"
+        " SELECT 200, json_build_object("
+        "  'data', " ORBIT_CONTACT_PAGE_DATA ","
+        "  'total', COALESCE((SELECT t.contacts FROM tenant_counters t"
+        "                     WHERE t.tenant_id = $1::uuid), 0),"
+        "  'totalIsCapped', false,"
+        "  'nextCursor', " ORBIT_CONTACT_PAGE_CURSOR ")";
+
+    static const char  filtered[] =
+        "WITH page AS ("
+        "  SELECT " ORBIT_CONTACT_COLS " FROM contacts c"
+        "  WHERE " ORBIT_CONTACT_FILTERS " AND " ORBIT_CONTACT_BEFORE
+        "  ORDER BY c.created_at DESC, c.id DESC"
+        "  LIMIT " ORBIT_CONTACT_PAGE_MAX
         "), matched AS ("
         "  SELECT count(*) AS n FROM ("
         "    SELECT 1 FROM contacts c WHERE " ORBIT_CONTACT_FILTERS
         "    LIMIT 10001) m"
-        "), total AS ("
-        "  SELECT CASE WHEN $5::text IS NULL AND $6::text IS NULL"
-        "    THEN COALESCE((SELECT t.contacts FROM tenant_counters t"
-        "                   WHERE t.tenant_id = $1::uuid), 0)"
-        "    ELSE least((SELECT n FROM matched), 10000) END AS n,"
-        "  CASE WHEN $5::text IS NULL AND $6::text IS NULL THEN false"
-        "    ELSE (SELECT n FROM matched) > 10000 END AS capped"
         ")"
         " SELECT 200, json_build_object("
-        "  'data', COALESCE((SELECT json_agg(" ORBIT_CONTACT_JSON
-        "    ORDER BY c.created_at DESC, c.id DESC) FROM shown c), '[]'),"
-        "  'total', (SELECT n FROM total),"
-        "  'totalIsCapped', (SELECT capped FROM total),"
-        "  'nextCursor', CASE WHEN (SELECT count(*) FROM page) > $2::int"
-        "    THEN (SELECT (extract(epoch FROM created_at) * 1000000)::bigint"
-        "                 || '.' || id"
-        "          FROM shown ORDER BY created_at, id LIMIT 1) END)";
+        "  'data', " ORBIT_CONTACT_PAGE_DATA ","
+        "  'total', (SELECT least(n, 10000) FROM matched),"
+        "  'totalIsCapped', (SELECT n > 10000 FROM matched),"
+        "  'nextCursor', " ORBIT_CONTACT_PAGE_CURSOR ")";
 
     v = ngx_pcalloc(ar->r->pool, 6 * sizeof(char *));
     if (v == NULL) {
@@ -353,7 +389,11 @@ orbit_api_contacts_list(orbit_api_req_t *ar)
         v[5] = tag;
     }
 
-    return orbit_api_query(ar, sql, 6, v, orbit_api_respond_row);
+    if (v[4] == NULL && v[5] == NULL) {
+        return orbit_api_query(ar, all, 4, v, orbit_api_respond_row);
+    }
+
+    return orbit_api_query(ar, filtered, 6, v, orbit_api_respond_row);
 }
 
 
