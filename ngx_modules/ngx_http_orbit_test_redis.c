@@ -31,6 +31,7 @@
 
 #include "ngx_http_orbit_module.h"
 #include "ngx_http_orbit_test_module.h"
+#include "realtime/orbit_rooms.h"
 
 
 #define NGX_HTTP_ORBIT_TEST_REDIS_MAX_ARGS  16
@@ -82,6 +83,9 @@ static void ngx_http_orbit_test_redis_pair_reply(orbit_redis_cmd_t *cmd,
 static ngx_int_t ngx_http_orbit_test_redis_send(ngx_http_request_t *r,
     ngx_uint_t status, u_char *data, size_t len);
 static ngx_int_t ngx_http_orbit_test_redis_init_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_orbit_test_publish_handler(ngx_http_request_t *r);
+static char *ngx_http_orbit_test_publish(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static void *ngx_http_orbit_test_redis_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_orbit_test_redis_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_orbit_test_redis(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -111,6 +115,14 @@ static ngx_command_t  ngx_http_orbit_test_redis_commands[] = {
     { ngx_string("orbit_test_redis_pair"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_orbit_test_redis_pair,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    /* ?tenant=&room=&event=&data=: orbit_rt_publish, the gateway's path */
+    { ngx_string("orbit_test_publish"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_orbit_test_publish,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -809,6 +821,59 @@ ngx_http_orbit_test_redis_pair(ngx_conf_t *cf, ngx_command_t *cmd,
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_orbit_test_redis_pair_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_orbit_test_publish_handler(ngx_http_request_t *r)
+{
+    u_char      *dst, *src;
+    ngx_str_t    arg[4], v[4];
+    ngx_uint_t   i;
+
+    static const char  *names[] = { "tenant", "room", "event", "data" };
+
+    for (i = 0; i < 4; i++) {
+        if (ngx_http_arg(r, (u_char *) names[i], ngx_strlen(names[i]),
+                         &arg[i])
+            != NGX_OK)
+        {
+            return NGX_HTTP_BAD_REQUEST;
+        }
+
+        v[i].data = ngx_pnalloc(r->pool, arg[i].len + 1);
+        if (v[i].data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        dst = v[i].data;
+        src = arg[i].data;
+        ngx_unescape_uri(&dst, &src, arg[i].len, NGX_UNESCAPE_URI);
+        v[i].len = dst - v[i].data;
+        *dst = '\0';
+    }
+
+    if (orbit_rt_publish(&v[0], &v[1], (char *) v[2].data, &v[3], NULL,
+                         r->connection->log)
+        != NGX_OK)
+    {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    return ngx_http_orbit_test_send(r, NGX_HTTP_OK, NULL,
+                                    (u_char *) "published\n", 10);
+}
+
+
+static char *
+ngx_http_orbit_test_publish(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_orbit_test_publish_handler;
 
     return NGX_CONF_OK;
 }

@@ -1,0 +1,81 @@
+/*
+ * OrbitDesk real time: rooms, and the fan-out of their events through
+ * Redis.
+ *
+ * A room ("tenant:{id}", "conversation:{id}") exists in a worker while a
+ * socket of that worker is in it, and only then is the worker subscribed
+ * to the room's Redis channel.  An event is published once, to Redis (the
+ * same path for this worker, the other workers and the other nodes), and
+ * every worker delivers it to its own members.  Each event also goes to
+ * the tenant's event log, a capped Redis stream whose ids are the events'
+ * ids: a client that reconnects asks for what followed its last id.
+ *
+ * A member is told of an event once; a protocol frames it once per event
+ * (orbit_rt_event_t.frames), however many of its sockets are in the room.
+ */
+
+#ifndef _ORBIT_ROOMS_H_INCLUDED_
+#define _ORBIT_ROOMS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "io/orbit_ws.h"
+
+
+#define ORBIT_RT_SOCKETIO     0
+#define ORBIT_RT_SIGNALR      1
+#define ORBIT_RT_PROTOCOLS    2
+
+#define ORBIT_RT_ROOM_MAX     128         /* bytes of a room's name */
+
+
+typedef struct orbit_room_s         orbit_room_t;
+typedef struct orbit_room_member_s  orbit_room_member_t;
+
+
+typedef struct {
+    ngx_str_t                    room;
+    ngx_str_t                    id;       /* in the tenant's event log */
+    ngx_str_t                    name;     /* "new_message"... */
+    ngx_str_t                    data;     /* JSON */
+    ngx_str_t                    from;     /* the sending socket, or "" */
+    orbit_ws_frame_t            *frames[ORBIT_RT_PROTOCOLS];
+} orbit_rt_event_t;
+
+
+typedef void (*orbit_room_deliver_pt)(orbit_room_member_t *m,
+    orbit_rt_event_t *ev);
+
+
+struct orbit_room_member_s {
+    ngx_queue_t                  queue;    /* the room's members */
+    orbit_room_t                *room;
+    orbit_room_deliver_pt        deliver;
+    void                        *data;     /* the socket */
+    ngx_queue_t                  link;     /* the socket's rooms: its own */
+};
+
+
+/* NULL when out of memory or the name is too long */
+orbit_room_member_t *orbit_room_join(ngx_str_t *room,
+    orbit_room_deliver_pt deliver, void *data, ngx_log_t *log);
+void orbit_room_leave(orbit_room_member_t *m);
+
+/* the room's name of a member */
+ngx_str_t *orbit_room_name(orbit_room_member_t *m);
+
+/*
+ * Publishes event name with JSON data to room, logged in the tenant's
+ * event log.  from names a socket that should not hear it (or NULL).
+ * Fire and forget: NGX_OK when Redis took the command.
+ */
+ngx_int_t orbit_rt_publish(ngx_str_t *tenant, ngx_str_t *room,
+    const char *name, ngx_str_t *data, ngx_str_t *from, ngx_log_t *log);
+
+/* splits a channel message "id\nfrom\nname\ndata" into ev */
+ngx_int_t orbit_rt_event_parse(ngx_str_t *payload, orbit_rt_event_t *ev);
+
+
+#endif /* _ORBIT_ROOMS_H_INCLUDED_ */

@@ -1,0 +1,881 @@
+/*
+ * OrbitDesk real time: Socket.IO v4 over Engine.IO 4, WebSocket transport.
+ *
+ *   GET /socket.io/?EIO=4&transport=websocket   -> 101
+ *   server: 0{"sid":..,"upgrades":[],"pingInterval":..,"pingTimeout":..,
+ *           "maxPayload":..}
+ *   client: 40/chat,{"token":"<JWT>"}  ->  40/chat,{"sid":".."}
+ *                                      or  44/chat,{"message":".."}
+ *   server: 2 every pingInterval; the client answers 3 within pingTimeout
+ *
+ * A socket connected to /chat is in its tenant's room; join_conversation
+ * puts it in a conversation's room once PostgreSQL says the conversation
+ * is of that tenant and visible to the user.  Rooms' events arrive through
+ * orbit_rooms (Redis) and go out as 42/chat,["<event>",<data>].
+ *
+ * Each socket has one state struct in its request's pool (the pool lives
+ * as long as the socket); each membership check is one operation with a
+ * pool of its own, destroyed when it is answered or the socket goes.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jansson.h>
+
+#include "ngx_http_orbit_module.h"
+#include "core/orbit_validate.h"
+#include "api/orbit_auth.h"
+#include "realtime/orbit_rooms.h"
+#include "realtime/orbit_socketio.h"
+
+
+#define ORBIT_SIO_NSP          "/chat"
+#define ORBIT_SIO_SID_BYTES    15          /* 20 base64url characters */
+#define ORBIT_SIO_SID_LEN      20
+#define ORBIT_SIO_ID_LEN       48
+
+
+typedef struct {
+    orbit_ws_t                  *ws;
+    orbit_socketio_conf_t       *conf;
+    ngx_log_t                   *log;
+    ngx_event_t                  ping;
+    ngx_queue_t                  rooms;        /* conversation members */
+    ngx_queue_t                  ops;          /* checks in flight */
+    orbit_room_member_t         *tenant_room;
+    ngx_uint_t                   role;
+    ngx_str_t                    sid;
+    ngx_str_t                    user_id;
+    ngx_str_t                    tenant_id;
+    u_char                       sid_buf[ORBIT_SIO_SID_LEN];
+    u_char                       user_buf[ORBIT_SIO_ID_LEN];
+    u_char                       tenant_buf[ORBIT_SIO_ID_LEN];
+
+    unsigned                     connected:1;  /* to /chat */
+    unsigned                     awaiting_pong:1;
+    unsigned                     pinged:1;     /* at least once */
+} orbit_sio_t;
+
+
+/* a join_conversation waiting for PostgreSQL */
+typedef struct {
+    ngx_queue_t                  queue;        /* in sio->ops */
+    ngx_pool_t                  *pool;
+    orbit_sio_t                 *sio;
+    ngx_str_t                    room;
+    ngx_int_t                    ack;          /* -1: none wanted */
+} orbit_sio_join_t;
+
+
+static void orbit_sio_message(orbit_ws_t *ws, ngx_uint_t opcode,
+    u_char *data, size_t len);
+static void orbit_sio_closed(orbit_ws_t *ws);
+static void orbit_sio_packet(orbit_sio_t *sio, u_char *p, u_char *end);
+static void orbit_sio_connect(orbit_sio_t *sio, json_t *auth);
+static void orbit_sio_disconnect(orbit_sio_t *sio);
+static void orbit_sio_event(orbit_sio_t *sio, ngx_int_t ack, json_t *args);
+static void orbit_sio_join(orbit_sio_t *sio, ngx_int_t ack, json_t *arg);
+static void orbit_sio_join_checked(orbit_pg_query_t *q, PGresult *res);
+static void orbit_sio_leave(orbit_sio_t *sio, ngx_int_t ack, json_t *arg);
+static void orbit_sio_typing(orbit_sio_t *sio, ngx_int_t ack, json_t *arg);
+static const char *orbit_sio_conversation_id(json_t *arg);
+static orbit_room_member_t *orbit_sio_member(orbit_sio_t *sio,
+    ngx_str_t *room);
+static void orbit_sio_deliver(orbit_room_member_t *m, orbit_rt_event_t *ev);
+static void orbit_sio_ack(orbit_sio_t *sio, ngx_int_t ack, const char *error);
+static void orbit_sio_send(orbit_sio_t *sio, const char *fmt, ...);
+static void orbit_sio_ping_handler(ngx_event_t *ev);
+static char *orbit_sio_cstr(ngx_pool_t *pool, ngx_str_t *s);
+static char *orbit_sio_strdup(ngx_pool_t *pool, const char *s);
+
+
+static const orbit_ws_handler_t  orbit_sio_handler = {
+    orbit_sio_message,
+    orbit_sio_closed
+};
+
+
+ngx_int_t
+orbit_socketio_handler(ngx_http_request_t *r, orbit_socketio_conf_t *conf)
+{
+    ngx_int_t     rc;
+    ngx_str_t     eio, transport;
+    orbit_sio_t  *sio;
+    orbit_ws_t   *ws;
+
+    /* Engine.IO 4 over WebSocket only: polling is answered 400 */
+
+    if (ngx_http_arg(r, (u_char *) "EIO", 3, &eio) != NGX_OK
+        || eio.len != 1 || eio.data[0] != '4'
+        || ngx_http_arg(r, (u_char *) "transport", 9, &transport) != NGX_OK
+        || transport.len != 9
+        || ngx_strncmp(transport.data, "websocket", 9) != 0)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "socket.io: only EIO=4&transport=websocket is served");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    sio = ngx_pcalloc(r->pool, sizeof(orbit_sio_t));
+    if (sio == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (orbit_random_token((char *) sio->sid_buf, ORBIT_SIO_SID_BYTES) != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sio->sid.data = sio->sid_buf;
+    sio->sid.len = ORBIT_SIO_SID_LEN;
+    sio->conf = conf;
+    sio->log = r->connection->log;
+    ngx_queue_init(&sio->rooms);
+    ngx_queue_init(&sio->ops);
+
+    rc = orbit_ws_upgrade(r, &conf->ws, &orbit_sio_handler, sio, &ws);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    sio->ws = ws;
+
+    sio->ping.handler = orbit_sio_ping_handler;
+    sio->ping.data = sio;
+    sio->ping.log = sio->log;
+    sio->ping.cancelable = 1;     /* a reload does not wait for it */
+
+    orbit_sio_send(sio, "0{\"sid\":\"%V\",\"upgrades\":[],"
+                   "\"pingInterval\":%M,\"pingTimeout\":%M,"
+                   "\"maxPayload\":%uz}",
+                   &sio->sid, conf->ping_interval, conf->ping_timeout,
+                   conf->ws.max_message);
+
+    ngx_add_timer(&sio->ping, conf->ping_interval);
+
+    return NGX_DONE;
+}
+
+
+/* ----------------------------------------------------------- incoming */
+
+static void
+orbit_sio_message(orbit_ws_t *ws, ngx_uint_t opcode, u_char *data,
+    size_t len)
+{
+    orbit_sio_t  *sio = ws->data;
+
+    if (opcode != ORBIT_WS_OP_TEXT || len == 0) {
+        /* binary attachments are not part of this gateway's events */
+        orbit_ws_close(ws, ORBIT_WS_CLOSE_UNSUPPORTED,
+                       "binary packets are not accepted");
+        return;
+    }
+
+    switch (data[0]) {
+
+    case '1':                                  /* close */
+        orbit_ws_close(ws, ORBIT_WS_CLOSE_NORMAL, NULL);
+        return;
+
+    case '2':                                  /* a client's ping */
+        orbit_sio_send(sio, "3%*s", len - 1, data + 1);
+        return;
+
+    case '3':                                  /* pong */
+        if (sio->awaiting_pong) {
+            sio->awaiting_pong = 0;
+
+            if (sio->ping.timer_set) {
+                ngx_del_timer(&sio->ping);
+            }
+
+            ngx_add_timer(&sio->ping, sio->conf->ping_interval);
+        }
+        return;
+
+    case '4':                                  /* a Socket.IO packet */
+        orbit_sio_packet(sio, data + 1, data + len);
+        return;
+
+    case '6':                                  /* noop */
+        return;
+
+    default:
+        orbit_ws_close(ws, ORBIT_WS_CLOSE_PROTOCOL,
+                       "not an Engine.IO packet");
+        return;
+    }
+}
+
+
+/* <type>[<nsp>,][<ackId>][JSON] */
+
+static void
+orbit_sio_packet(orbit_sio_t *sio, u_char *p, u_char *end)
+{
+    u_char        type, *nsp, *nsp_end;
+    ngx_int_t     ack;
+    json_t       *json;
+    json_error_t  err;
+
+    if (p == end || *p < '0' || *p > '6') {
+        orbit_ws_close(sio->ws, ORBIT_WS_CLOSE_PROTOCOL,
+                       "not a Socket.IO packet");
+        return;
+    }
+
+    type = *p++;
+
+    if (type == '5' || type == '6') {
+        orbit_ws_close(sio->ws, ORBIT_WS_CLOSE_UNSUPPORTED,
+                       "binary packets are not accepted");
+        return;
+    }
+
+    nsp = (u_char *) "/";
+    nsp_end = nsp + 1;
+
+    if (p < end && *p == '/') {
+        nsp = p;
+
+        while (p < end && *p != ',') {
+            p++;
+        }
+
+        nsp_end = p;
+
+        if (p < end) {
+            p++;
+        }
+    }
+
+    ack = -1;
+
+    if (p < end && *p >= '0' && *p <= '9') {
+        ack = 0;
+
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (ack > 100000000) {
+                orbit_ws_close(sio->ws, ORBIT_WS_CLOSE_PROTOCOL,
+                               "ack id too large");
+                return;
+            }
+
+            ack = ack * 10 + (*p++ - '0');
+        }
+    }
+
+    json = NULL;
+
+    if (p < end) {
+        json = json_loadb((char *) p, end - p, JSON_DECODE_ANY, &err);
+
+        if (json == NULL) {
+            orbit_ws_close(sio->ws, ORBIT_WS_CLOSE_PROTOCOL,
+                           "the packet's payload is not JSON");
+            return;
+        }
+    }
+
+    if ((size_t) (nsp_end - nsp) != sizeof(ORBIT_SIO_NSP) - 1
+        || ngx_strncmp(nsp, ORBIT_SIO_NSP, sizeof(ORBIT_SIO_NSP) - 1) != 0)
+    {
+        if (type == '0' && nsp_end - nsp == 1) {
+            orbit_sio_send(sio, "44{\"message\":\"Invalid namespace\"}");
+
+        } else if (type == '0') {
+            orbit_sio_send(sio, "44%*s,{\"message\":\"Invalid namespace\"}",
+                           (size_t) (nsp_end - nsp), nsp);
+        }
+
+        /* other packets of unknown namespaces are dropped, as servers do */
+        goto done;
+    }
+
+    if (!sio->connected && type != '0') {
+        /* the protocol's rule: a namespace is connected first */
+        orbit_ws_close(sio->ws, ORBIT_WS_CLOSE_POLICY,
+                       "the first packet must be CONNECT");
+        goto done;
+    }
+
+    switch (type) {
+
+    case '0':
+        orbit_sio_connect(sio, json);
+        break;
+
+    case '1':
+        orbit_sio_disconnect(sio);
+        break;
+
+    case '2':
+        orbit_sio_event(sio, ack, json);
+        break;
+
+    default:
+        /* '3' acks: the server asks for none; '4' is the server's */
+        break;
+    }
+
+done:
+
+    if (json) {
+        json_decref(json);
+    }
+}
+
+
+static void
+orbit_sio_connect(orbit_sio_t *sio, json_t *auth)
+{
+    size_t               len;
+    const char          *token;
+    ngx_str_t            room;
+    orbit_secrets_t     *secrets;
+    orbit_jwt_claims_t   claims;
+    u_char               buf[sizeof("tenant:") + ORBIT_SIO_ID_LEN];
+
+    if (sio->connected) {
+        orbit_sio_send(sio, "40" ORBIT_SIO_NSP ",{\"sid\":\"%V\"}", &sio->sid);
+        return;
+    }
+
+    token = json_is_object(auth)
+            ? json_string_value(json_object_get(auth, "token")) : NULL;
+
+    if (token && ngx_strncasecmp((u_char *) token, (u_char *) "Bearer ", 7)
+                 == 0)
+    {
+        token += 7;
+    }
+
+    secrets = ngx_http_orbit_secrets();
+
+    if (token == NULL || secrets == NULL
+        || orbit_jwt_verify((u_char *) secrets->jwt_secret,
+                            secrets->jwt_secret_len, token, ngx_time(),
+                            &claims) != ORBIT_JWT_OK)
+    {
+        orbit_sio_send(sio, "44" ORBIT_SIO_NSP
+                       ",{\"message\":\"Not authorized\"}");
+        return;
+    }
+
+    sio->role = orbit_auth_role((u_char *) claims.role,
+                                ngx_strlen(claims.role));
+
+    if (claims.tenant_id[0] == '\0' || sio->role == 0
+        || sio->role == ORBIT_ROLE_SUPERADMIN)
+    {
+        orbit_sio_send(sio, "44" ORBIT_SIO_NSP
+                       ",{\"message\":\"A tenant user is required\"}");
+        return;
+    }
+
+    len = ngx_strlen(claims.user_id);
+    sio->user_id.data = sio->user_buf;
+    sio->user_id.len = ngx_min(len, ORBIT_SIO_ID_LEN);
+    ngx_memcpy(sio->user_buf, claims.user_id, sio->user_id.len);
+
+    len = ngx_strlen(claims.tenant_id);
+    sio->tenant_id.data = sio->tenant_buf;
+    sio->tenant_id.len = ngx_min(len, ORBIT_SIO_ID_LEN);
+    ngx_memcpy(sio->tenant_buf, claims.tenant_id, sio->tenant_id.len);
+
+    room.data = buf;
+    room.len = ngx_sprintf(buf, "tenant:%V", &sio->tenant_id) - buf;
+
+    sio->tenant_room = orbit_room_join(&room, orbit_sio_deliver, sio,
+                                       sio->log);
+
+    if (sio->tenant_room == NULL) {
+        orbit_sio_send(sio, "44" ORBIT_SIO_NSP
+                       ",{\"message\":\"Real-time events are unavailable\"}");
+        return;
+    }
+
+    sio->connected = 1;
+
+    ngx_log_error(NGX_LOG_INFO, sio->log, 0,
+                  "socket.io: user %V of tenant %V connected as %V",
+                  &sio->user_id, &sio->tenant_id, &sio->sid);
+
+    orbit_sio_send(sio, "40" ORBIT_SIO_NSP ",{\"sid\":\"%V\"}", &sio->sid);
+}
+
+
+/* leaves every room and drops the checks in flight */
+
+static void
+orbit_sio_disconnect(orbit_sio_t *sio)
+{
+    ngx_queue_t          *q;
+    orbit_sio_join_t     *op;
+    orbit_room_member_t  *m;
+
+    while (!ngx_queue_empty(&sio->ops)) {
+        q = ngx_queue_head(&sio->ops);
+        op = ngx_queue_data(q, orbit_sio_join_t, queue);
+        ngx_queue_remove(q);
+        ngx_destroy_pool(op->pool);         /* cancels its query */
+    }
+
+    while (!ngx_queue_empty(&sio->rooms)) {
+        q = ngx_queue_head(&sio->rooms);
+        m = ngx_queue_data(q, orbit_room_member_t, link);
+        ngx_queue_remove(q);
+        orbit_room_leave(m);
+    }
+
+    if (sio->tenant_room) {
+        orbit_room_leave(sio->tenant_room);
+        sio->tenant_room = NULL;
+    }
+
+    sio->connected = 0;
+}
+
+
+static void
+orbit_sio_event(orbit_sio_t *sio, ngx_int_t ack, json_t *args)
+{
+    const char  *name;
+    json_t      *arg;
+
+    name = json_is_array(args)
+           ? json_string_value(json_array_get(args, 0)) : NULL;
+
+    if (name == NULL) {
+        orbit_ws_close(sio->ws, ORBIT_WS_CLOSE_PROTOCOL,
+                       "an event is an array led by its name");
+        return;
+    }
+
+    arg = json_array_get(args, 1);
+
+    if (ngx_strcmp(name, "join_conversation") == 0) {
+        orbit_sio_join(sio, ack, arg);
+
+    } else if (ngx_strcmp(name, "leave_conversation") == 0) {
+        orbit_sio_leave(sio, ack, arg);
+
+    } else if (ngx_strcmp(name, "typing") == 0) {
+        orbit_sio_typing(sio, ack, arg);
+
+    } else {
+        /* an event nobody listens to: acknowledged as unknown */
+        orbit_sio_ack(sio, ack, "unknown event");
+    }
+}
+
+
+/* "id" or {"conversationId": "id"}: a UUID, or NULL */
+
+static const char *
+orbit_sio_conversation_id(json_t *arg)
+{
+    const char  *id;
+
+    id = json_is_object(arg)
+         ? json_string_value(json_object_get(arg, "conversationId"))
+         : json_string_value(arg);
+
+    if (id == NULL || !orbit_valid_uuid(id, ngx_strlen(id))) {
+        return NULL;
+    }
+
+    return id;
+}
+
+
+static orbit_room_member_t *
+orbit_sio_member(orbit_sio_t *sio, ngx_str_t *room)
+{
+    ngx_queue_t          *q;
+    ngx_str_t            *name;
+    orbit_room_member_t  *m;
+
+    for (q = ngx_queue_head(&sio->rooms);
+         q != ngx_queue_sentinel(&sio->rooms);
+         q = ngx_queue_next(q))
+    {
+        m = ngx_queue_data(q, orbit_room_member_t, link);
+        name = orbit_room_name(m);
+
+        if (name->len == room->len
+            && ngx_strncmp(name->data, room->data, room->len) == 0)
+        {
+            return m;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+orbit_sio_join(orbit_sio_t *sio, ngx_int_t ack, json_t *arg)
+{
+    const char         *id, **v;
+    ngx_pool_t         *pool;
+    orbit_pg_pool_t    *pg;
+    orbit_pg_query_t   *q;
+    orbit_sio_join_t   *op;
+
+    /* the conversation is the tenant's, and the user may see it */
+    static const char  sql[] =
+        "SELECT 1 FROM conversations"
+        " WHERE id = $1::uuid AND tenant_id = $2::uuid"
+        "   AND ($3::text <> 'AGENT' OR assignee_id = $4::uuid)";
+
+    id = orbit_sio_conversation_id(arg);
+
+    if (id == NULL) {
+        orbit_sio_ack(sio, ack, "conversationId must be a UUID");
+        return;
+    }
+
+    pg = ngx_http_orbit_pg();
+
+    pool = ngx_create_pool(1024, sio->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    op = ngx_pcalloc(pool, sizeof(orbit_sio_join_t));
+    v = ngx_palloc(pool, 4 * sizeof(char *));
+    q = orbit_pg_query_create(pool);
+
+    if (op == NULL || v == NULL || q == NULL || pg == NULL) {
+        ngx_destroy_pool(pool);
+        orbit_sio_ack(sio, ack, "the conversation cannot be checked now");
+        return;
+    }
+
+    op->pool = pool;
+    op->sio = sio;
+    op->ack = ack;
+    op->room.len = sizeof("conversation:") - 1 + ngx_strlen(id);
+    op->room.data = ngx_pnalloc(pool, op->room.len);
+
+    /* the values outlive the packet: the query may wait for a connection */
+    v[0] = orbit_sio_strdup(pool, id);
+    v[1] = orbit_sio_cstr(pool, &sio->tenant_id);
+    v[2] = orbit_auth_role_name(sio->role);
+    v[3] = orbit_sio_cstr(pool, &sio->user_id);
+
+    if (op->room.data == NULL || v[0] == NULL || v[1] == NULL
+        || v[3] == NULL)
+    {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    ngx_sprintf(op->room.data, "conversation:%s", id);
+
+    q->sql = sql;
+    q->nparams = 4;
+    q->values = v;
+    q->prepare = 1;
+    q->handler = orbit_sio_join_checked;
+    q->data = op;
+
+    if (orbit_pg_query_send(pg, q) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        orbit_sio_ack(sio, ack, "the conversation cannot be checked now");
+        return;
+    }
+
+    ngx_queue_insert_tail(&sio->ops, &op->queue);
+}
+
+
+static void
+orbit_sio_join_checked(orbit_pg_query_t *q, PGresult *res)
+{
+    orbit_sio_join_t  *op = q->data;
+
+    orbit_sio_t          *sio;
+    orbit_room_member_t  *m;
+
+    sio = op->sio;
+    ngx_queue_remove(&op->queue);
+
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ngx_log_error(NGX_LOG_ERR, sio->log, 0,
+                      "socket.io: join_conversation check failed: %s%V",
+                      res ? PQresultErrorMessage(res) : "", &q->error);
+        orbit_sio_ack(sio, op->ack, "the conversation cannot be checked now");
+        goto done;
+    }
+
+    if (PQntuples(res) == 0) {
+        /* another tenant's, unassigned to this agent, or none at all */
+        orbit_sio_ack(sio, op->ack, "conversation not found");
+        goto done;
+    }
+
+    if (orbit_sio_member(sio, &op->room) == NULL) {
+        m = orbit_room_join(&op->room, orbit_sio_deliver, sio, sio->log);
+
+        if (m == NULL) {
+            orbit_sio_ack(sio, op->ack, "the room cannot be joined now");
+            goto done;
+        }
+
+        ngx_queue_insert_tail(&sio->rooms, &m->link);
+    }
+
+    orbit_sio_ack(sio, op->ack, NULL);
+
+done:
+
+    /* q and res belong to the pool only until the handler returns */
+    ngx_destroy_pool(op->pool);
+}
+
+
+static void
+orbit_sio_leave(orbit_sio_t *sio, ngx_int_t ack, json_t *arg)
+{
+    const char           *id;
+    ngx_str_t             room;
+    orbit_room_member_t  *m;
+    u_char                buf[sizeof("conversation:") + ORBIT_SIO_ID_LEN];
+
+    id = orbit_sio_conversation_id(arg);
+
+    if (id == NULL) {
+        orbit_sio_ack(sio, ack, "conversationId must be a UUID");
+        return;
+    }
+
+    room.data = buf;
+    room.len = ngx_sprintf(buf, "conversation:%s", id) - buf;
+
+    m = orbit_sio_member(sio, &room);
+
+    if (m) {
+        ngx_queue_remove(&m->link);
+        orbit_room_leave(m);
+    }
+
+    orbit_sio_ack(sio, ack, NULL);
+}
+
+
+/* {conversationId, isTyping}: to the others in the room */
+
+static void
+orbit_sio_typing(orbit_sio_t *sio, ngx_int_t ack, json_t *arg)
+{
+    u_char               *p;
+    const char           *id;
+    ngx_str_t             room, data;
+    orbit_room_member_t  *m;
+    u_char                buf[sizeof("conversation:") + ORBIT_SIO_ID_LEN];
+    u_char                json[256];
+
+    id = orbit_sio_conversation_id(arg);
+
+    if (id == NULL) {
+        orbit_sio_ack(sio, ack, "conversationId must be a UUID");
+        return;
+    }
+
+    room.data = buf;
+    room.len = ngx_sprintf(buf, "conversation:%s", id) - buf;
+
+    m = orbit_sio_member(sio, &room);
+
+    if (m == NULL) {
+        orbit_sio_ack(sio, ack, "join the conversation first");
+        return;
+    }
+
+    p = ngx_snprintf(json, sizeof(json),
+                     "{\"conversationId\":\"%s\",\"userId\":\"%V\","
+                     "\"isTyping\":%s}",
+                     id, &sio->user_id,
+                     json_is_false(json_object_get(arg, "isTyping"))
+                     ? "false" : "true");
+
+    data.data = json;
+    data.len = p - json;
+
+    if (orbit_rt_publish(&sio->tenant_id, &room, "typing", &data, &sio->sid,
+                         sio->log)
+        != NGX_OK)
+    {
+        orbit_sio_ack(sio, ack, "the event cannot be sent now");
+        return;
+    }
+
+    orbit_sio_ack(sio, ack, NULL);
+}
+
+
+/* --------------------------------------------------------- outgoing */
+
+static void
+orbit_sio_deliver(orbit_room_member_t *m, orbit_rt_event_t *ev)
+{
+    orbit_sio_t  *sio = m->data;
+
+    u_char            *buf, *p;
+    size_t             len;
+    orbit_ws_frame_t  *f;
+
+    if (ev->from.len == sio->sid.len
+        && ngx_strncmp(ev->from.data, sio->sid.data, sio->sid.len) == 0)
+    {
+        return;                 /* the sender's own typing, say */
+    }
+
+    f = ev->frames[ORBIT_RT_SOCKETIO];
+
+    if (f == NULL) {
+        /* framed once for all this worker's Socket.IO sockets */
+
+        len = sizeof("42" ORBIT_SIO_NSP ",[\"\",]") - 1
+              + orbit_json_escaped_len((char *) ev->name.data, ev->name.len)
+              + ev->data.len;
+
+        buf = ngx_alloc(len, sio->log);
+        if (buf == NULL) {
+            return;
+        }
+
+        p = ngx_cpymem(buf, "42" ORBIT_SIO_NSP ",[\"",
+                       sizeof("42" ORBIT_SIO_NSP ",[\"") - 1);
+        p = (u_char *) orbit_json_escape((char *) p, (char *) ev->name.data,
+                                         ev->name.len);
+        *p++ = '"';
+        *p++ = ',';
+        p = ngx_cpymem(p, ev->data.data, ev->data.len);
+        *p++ = ']';
+
+        f = orbit_ws_frame(ORBIT_WS_OP_TEXT, buf, p - buf, sio->log);
+        ngx_free(buf);
+
+        if (f == NULL) {
+            return;
+        }
+
+        ev->frames[ORBIT_RT_SOCKETIO] = f;
+    }
+
+    (void) orbit_ws_send_frame(sio->ws, f);
+}
+
+
+/* 43/chat,<id>[{"ok":true}] or [{"ok":false,"error":".."}] */
+
+static void
+orbit_sio_ack(orbit_sio_t *sio, ngx_int_t ack, const char *error)
+{
+    if (ack < 0) {
+        return;
+    }
+
+    if (error == NULL) {
+        orbit_sio_send(sio, "43" ORBIT_SIO_NSP ",%i[{\"ok\":true}]", ack);
+        return;
+    }
+
+    /* the errors are this file's constants: no escaping needed */
+    orbit_sio_send(sio, "43" ORBIT_SIO_NSP ",%i[{\"ok\":false,"
+                   "\"error\":\"%s\"}]", ack, error);
+}
+
+
+static void
+orbit_sio_send(orbit_sio_t *sio, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+    u_char    buf[512];
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
+    va_end(args);
+
+    (void) orbit_ws_send(sio->ws, ORBIT_WS_OP_TEXT, buf, p - buf);
+}
+
+
+/*
+ * Every pingInterval a "2"; no "3" within pingTimeout closes the socket.
+ * A socket that has not connected to /chat by its second ping is closed
+ * too.
+ */
+
+static void
+orbit_sio_ping_handler(ngx_event_t *ev)
+{
+    orbit_sio_t  *sio = ev->data;
+
+    if (sio->awaiting_pong) {
+        ngx_log_error(NGX_LOG_INFO, sio->log, 0,
+                      "socket.io: no pong within pingTimeout: closing");
+        orbit_ws_close(sio->ws, ORBIT_WS_CLOSE_GOING_AWAY, "ping timeout");
+        return;
+    }
+
+    if (!sio->connected && sio->pinged) {
+        orbit_ws_close(sio->ws, ORBIT_WS_CLOSE_POLICY,
+                       "no namespace connected");
+        return;
+    }
+
+    orbit_sio_send(sio, "2");
+
+    sio->pinged = 1;
+    sio->awaiting_pong = 1;
+    ngx_add_timer(&sio->ping, sio->conf->ping_timeout);
+}
+
+
+static void
+orbit_sio_closed(orbit_ws_t *ws)
+{
+    orbit_sio_t  *sio = ws->data;
+
+    if (sio->ping.timer_set) {
+        ngx_del_timer(&sio->ping);
+    }
+
+    orbit_sio_disconnect(sio);
+}
+
+
+static char *
+orbit_sio_cstr(ngx_pool_t *pool, ngx_str_t *s)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, s->len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *ngx_cpymem(p, s->data, s->len) = '\0';
+
+    return (char *) p;
+}
+
+
+static char *
+orbit_sio_strdup(ngx_pool_t *pool, const char *s)
+{
+    ngx_str_t  str;
+
+    str.data = (u_char *) s;
+    str.len = ngx_strlen(s);
+
+    return orbit_sio_cstr(pool, &str);
+}

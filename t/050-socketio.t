@@ -1,0 +1,366 @@
+# The Socket.IO gateway (src/realtime/orbit_socketio.c over src/io/orbit_ws.c)
+# with the real socket.io-client@4 (t/node/sio-client.js), unmodified:
+# JWT in the CONNECT auth payload, refusals as connect_error, rooms checked
+# against PostgreSQL, events fanned out through Redis to every worker and
+# every nginx sharing it, typing to the others of a room, pings, the first
+# packet rule, a reload closing with 1001 and the client coming back, and a
+# client that stops reading cut off at its queue's cap.
+
+use strict;
+use warnings;
+use Test::More;
+use IO::Socket::INET;
+use Time::HiRes qw(time sleep);
+use Orbit::Test;
+use Orbit::Node;
+use Orbit::WS;
+
+my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+
+my $HTTP = <<"_EOC_";
+orbit_postgres "$ENV{TEST_NGINX_PG_DSN}" pool=4;
+orbit_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
+orbit_secrets $ENV{TEST_NGINX_SECRETS};
+_EOC_
+
+my $LOCATIONS = <<'_EOC_';
+location /socket.io/ { orbit_socketio; }
+location /fast/socket.io/ {
+    orbit_socketio;
+    orbit_socketio_ping_interval 300ms;
+    orbit_socketio_ping_timeout 300ms;
+}
+location /small/socket.io/ {
+    orbit_socketio;
+    orbit_ws_max_queue 64k;
+    orbit_socketio_max_payload 4k;
+}
+location = /publish { orbit_test_publish; }
+_EOC_
+
+my $t = orbit_nginx(workers => 2, http_config => $HTTP, config => $LOCATIONS);
+$t->start;
+
+# --- two tenants, their users, contacts and conversations, straight in SQL
+sub tenant_id {
+    my $slug = uniq(shift);
+    return psql("INSERT INTO tenants (name, slug, status)"
+                . " VALUES ('$slug', '$slug', 'active') RETURNING id");
+}
+sub user_id {
+    my ($tid, $role) = @_;
+    my $e = uniq(lc $role) . '@sio.test';
+    return psql("INSERT INTO users (tenant_id, email, name, password_hash,"
+                . " role) VALUES ('$tid', '$e', 'U', 'x', '$role')"
+                . " RETURNING id");
+}
+my $n = 0;
+sub conversation_id {
+    my ($tid, $assignee) = @_;
+    # the contact and the tenant's counter together, as the API keeps them
+    my $c = psql(sprintf "WITH c AS (INSERT INTO contacts (tenant_id, phone)"
+                 . " VALUES ('$tid', '+1555%07d') RETURNING id, tenant_id),"
+                 . " k AS (INSERT INTO tenant_counters AS t (tenant_id,"
+                 . " contacts) SELECT tenant_id, 1 FROM c ON CONFLICT"
+                 . " (tenant_id) DO UPDATE SET contacts = t.contacts + 1)"
+                 . " SELECT id FROM c", ++$n + $$ % 1000);
+    my $a = $assignee ? "'$assignee'" : 'NULL';
+    return psql("INSERT INTO conversations (tenant_id, contact_id, channel,"
+                . " assignee_id) VALUES ('$tid', '$c', 'whatsapp', $a)"
+                . " RETURNING id");
+}
+sub token {
+    my ($uid, $tid, $role, %o) = @_;
+    return jwt_for({ userId => $uid, tenantId => $tid, role => $role,
+                     iat => int(time) - 10, exp => int($o{exp} // time + 900) });
+}
+
+my $ta = tenant_id('sioa');
+my $tb = tenant_id('siob');
+my $admin_a = user_id($ta, 'ADMIN');
+my $agent_a = user_id($ta, 'AGENT');
+my $admin_b = user_id($tb, 'ADMIN');
+my $conv_a = conversation_id($ta);
+my $conv_agent = conversation_id($ta, $agent_a);
+my $conv_b = conversation_id($tb);
+
+my %tok = (
+    admin_a => token($admin_a, $ta, 'ADMIN'),
+    agent_a => token($agent_a, $ta, 'AGENT'),
+    admin_b => token($admin_b, $tb, 'ADMIN'),
+);
+
+sub client {
+    my ($token, %o) = @_;
+    my $url = "http://127.0.0.1:" . ($o{port} // $port)
+            . ($o{prefix} // '') . '/chat';
+    my %env = (TOKEN => $token);
+    $env{RECONNECT} = 1 if $o{reconnect};
+    return node_start('sio-client.js', args => [$url], env => \%env);
+}
+sub connected {
+    my ($h) = @_;
+    my $ev = $h->wait_for(sub { $_[0]{event} =~ /^connect/ }, 10);
+    return $ev && $ev->{event} eq 'connect' ? $ev : undef;
+}
+sub emit_ack {
+    my ($h, $name, @args) = @_;
+    $h->write_json({ emit => $name, args => \@args, ack => JSON::PP::true });
+    my $ack = $h->wait_for(sub { $_[0]{event} eq 'ack'
+                                 && $_[0]{of} eq $name }, 10);
+    return $ack ? $ack->{args}[0] : undef;
+}
+sub publish {
+    my ($tenant, $room, $event, $data, %o) = @_;
+    my $q = join '&', map { "$_->[0]=" . uri($_->[1]) }
+        [ tenant => $tenant ], [ room => $room ], [ event => $event ],
+        [ data => json_of($data) ];
+    my $r = $t->http_get("/publish?$q", port => $o{port} // $port);
+    die "publish: $r->{status} $r->{body}" unless $r->{status} == 200;
+}
+sub uri {
+    my $s = shift;
+    $s =~ s/([^A-Za-z0-9_.~-])/sprintf '%%%02X', ord $1/ge;
+    return $s;
+}
+
+# --- connecting
+my $a1 = client($tok{admin_a});
+my $c = connected($a1);
+ok($c, 'socket.io-client connects with a JWT in its auth payload')
+    or diag(explain($a1->events), $a1->stderr, $t->error_log =~ /(.{0,300}(?:error|alert|socket).{0,200})/s ? $1 : "");
+like($c->{id} // '', qr/^[A-Za-z0-9_-]{20}$/, '... and gets a sid');
+
+for my $bad ([ 'garbage', 'a token that is no JWT' ],
+             [ token($admin_a, $ta, 'ADMIN', exp => time - 5), 'expired' ],
+             [ jwt_for({ userId => $admin_a, tenantId => $ta, role =>
+                         'ADMIN', iat => int(time), exp => int(time) + 900 },
+                       key => 'not-the-secret'), 'signed with another key' ],
+             [ '', 'no token' ])
+{
+    my $h = client($bad->[0]);
+    my $ev = $h->wait_for(sub { $_[0]{event} =~ /^connect/ }, 10);
+    is_deeply([ $ev->{event}, $ev->{message} ],
+              [ 'connect_error', 'Not authorized' ],
+              "refused: $bad->[1]");
+    $h->stop;
+}
+
+my $root = client(token(user_id($ta, 'ADMIN'), '', 'SUPERADMIN'));
+my $ev = $root->wait_for(sub { $_[0]{event} =~ /^connect/ }, 10);
+is($ev->{event}, 'connect_error', 'refused: a superadmin has no tenant room');
+$root->stop;
+
+# --- joining rooms: PostgreSQL says whose conversation it is
+is_deeply(emit_ack($a1, 'join_conversation', $conv_a), { ok => JSON::PP::true },
+          'an admin joins a conversation of the tenant (id as a string)');
+is_deeply(emit_ack($a1, 'join_conversation', { conversationId => $conv_agent }),
+          { ok => JSON::PP::true }, '... and an agent\'s ({conversationId})');
+is_deeply(emit_ack($a1, 'join_conversation', $conv_b),
+          { ok => JSON::PP::false, error => 'conversation not found' },
+          'another tenant\'s conversation: not found');
+is_deeply(emit_ack($a1, 'join_conversation', 'not-a-uuid'),
+          { ok => JSON::PP::false, error => 'conversationId must be a UUID' },
+          'a malformed id: named');
+
+my $ag = client($tok{agent_a});
+ok(connected($ag), 'an agent connects');
+is(emit_ack($ag, 'join_conversation', $conv_agent)->{ok}, JSON::PP::true,
+   'an agent joins a conversation assigned to them');
+is(emit_ack($ag, 'join_conversation', $conv_a)->{error},
+   'conversation not found', '... not one assigned to nobody');
+
+my $b1 = client($tok{admin_b});
+ok(connected($b1), 'tenant B connects');
+
+# --- fan-out: tenant rooms, conversation rooms, latency
+my $t0 = time;
+publish($ta, "conversation:$conv_a", 'new_message',
+        { conversationId => $conv_a, text => 'hello' });
+$ev = $a1->wait_for('new_message', 5);
+ok($ev, 'new_message reaches the conversation\'s room');
+is_deeply($ev->{args}, [ { conversationId => $conv_a, text => 'hello' } ],
+          '... with its data as published');
+cmp_ok($ev->{at} / 1000 - $t0, '<', 0.1, '... within 100 ms of publishing');
+ok(!$ag->wait_for('new_message', 0.3),
+   'not to an agent outside that room');
+
+publish($ta, "tenant:$ta", 'notification', { text => 'for A' });
+ok($a1->wait_for('notification', 5), 'a tenant event reaches the admin');
+ok($ag->wait_for('notification', 5), '... and the agent of that tenant');
+ok(!$b1->wait_for('notification', 0.3), '... never the other tenant');
+
+# each event is also in the tenant's log, for clients that come back
+my $redis = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $ENV{TEST_NGINX_REDIS_PORT})
+    or die "redis: $!";
+is(resp($redis, 'XLEN', "orbit:rt:log:$ta"), ":2\r\n",
+   'both events are in the tenant\'s log');
+
+# --- typing goes to the others in the room
+my $a2 = client($tok{admin_a});
+ok(connected($a2), 'a second screen of the admin');
+is(emit_ack($a2, 'join_conversation', $conv_agent)->{ok}, JSON::PP::true,
+   '... in the agent\'s conversation');
+is_deeply(emit_ack($ag, 'typing', { conversationId => $conv_agent,
+                                    isTyping => JSON::PP::true }),
+          { ok => JSON::PP::true }, 'the agent types');
+$ev = $a2->wait_for('typing', 5);
+is_deeply($ev && $ev->{args}, [ { conversationId => $conv_agent,
+                                  userId => $agent_a,
+                                  isTyping => JSON::PP::true } ],
+          'the others in the room see it');
+ok($a1->wait_for('typing', 5), '... every other socket in it');
+ok(!$ag->wait_for('typing', 0.3), '... not the one typing');
+is(emit_ack($ag, 'typing', { conversationId => $conv_a })->{error},
+   'join the conversation first', 'typing in a room one is not in: refused');
+
+# --- leaving
+is_deeply(emit_ack($a1, 'leave_conversation', $conv_a), { ok => JSON::PP::true },
+          'leave_conversation');
+publish($ta, "conversation:$conv_a", 'new_message', { text => 'after' });
+ok(!$a1->wait_for(sub { $_[0]{event} eq 'new_message'
+                        && $_[0]{args}[0]{text} eq 'after' }, 0.5),
+   'no event of a room left');
+
+is(emit_ack($a1, 'send_nothing', 1)->{error}, 'unknown event',
+   'an unknown event is acknowledged as such');
+
+# --- across nginx instances sharing Redis (another node)
+my $port2 = $port + 1;
+my $t2 = orbit_nginx(workers => 1, http_config => $HTTP, config => $LOCATIONS,
+                     port => $port2,
+                     servroot => ($ENV{TEST_NGINX_SERVROOT} // 't/servroot')
+                                 . '-node2');
+$t2->start;
+my $n2 = client($tok{admin_a}, port => $port2);
+ok(connected($n2), 'a socket on a second nginx');
+is(emit_ack($n2, 'join_conversation', $conv_agent)->{ok}, JSON::PP::true,
+   '... in a conversation');
+publish($ta, "conversation:$conv_agent", 'message_status',
+        { status => 'read' });
+ok($n2->wait_for('message_status', 5),
+   'an event published on the first reaches the second node');
+ok($a2->wait_for('message_status', 5), '... and the first node\'s sockets');
+publish($ta, "tenant:$ta", 'notification', { text => 'from node 2' },
+        port => $port2);
+ok($a1->wait_for(sub { $_[0]{event} eq 'notification'
+                       && $_[0]{args}[0]{text} eq 'from node 2' }, 5),
+   '... and back');
+
+# every worker: 8 sockets over 2 workers, each gets the tenant's event
+my @many = map { client($tok{admin_a}) } 1 .. 8;
+is(scalar(grep { connected($_) } @many), 8, '8 more sockets');
+publish($ta, "tenant:$ta", 'notification', { text => 'to all' });
+is(scalar(grep { $_->wait_for(sub { $_[0]{event} eq 'notification'
+                     && $_[0]{args}[0]{text} eq 'to all' }, 5) } @many),
+   8, 'a tenant event reaches all of them, whichever worker holds them');
+$_->stop for @many;
+
+# --- the wire, frame by frame (Orbit::WS)
+my $ws = Orbit::WS->connect($port, '/fast/socket.io/?EIO=4&transport=websocket');
+ok($ws->ok, 'a raw WebSocket upgrade');
+my $open = $ws->recv_message(5);
+like($open->{payload} // '', qr/^0\{"sid":"[\w-]{20}","upgrades":\[\],"pingInterval":300,"pingTimeout":300,"maxPayload":1000000\}$/,
+     'the Engine.IO open packet, with the location\'s ping settings');
+$ws->send_text('40/chat,{"token":"' . $tok{admin_a} . '"}');
+like($ws->recv_message(5)->{payload} // '', qr/^40\/chat,\{"sid":/,
+     'CONNECT answered');
+is($ws->recv_message(2)->{payload}, '2', 'a ping after pingInterval');
+$ws->send_text('3');
+is($ws->recv_message(2)->{payload}, '2', 'answered: another ping later');
+my $close = $ws->expect_close(3);
+is($close->{code}, 1001, 'unanswered: closed once pingTimeout passes');
+
+$ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
+$ws->recv_message(5);
+$ws->send_text('42/chat,["join_conversation","x"]');
+is($ws->expect_close(3)->{code}, 1008, 'an event before CONNECT: closed');
+
+$ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
+$ws->recv_message(5);
+$ws->send_text('40/chat,{"token":"' . $tok{admin_a} . '"}');
+$ws->recv_message(5);
+$ws->send_text('42/chat,["typing",');
+is($ws->expect_close(3)->{code}, 1002, 'a packet that is not JSON: 1002');
+
+$ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
+$ws->recv_message(5);
+$ws->send_text('40/admin,{}');
+is($ws->recv_message(5)->{payload},
+   '44/admin,{"message":"Invalid namespace"}', 'an unknown namespace');
+$ws->send_binary("\x01\x02");
+is($ws->expect_close(3)->{code}, 1003, 'a binary packet: 1003');
+
+$ws = Orbit::WS->connect($port, '/small/socket.io/?EIO=4&transport=websocket');
+$ws->recv_message(5);
+$ws->send_text('40/chat,{"token":"' . $ta . ('x' x 5000) . '"}');
+is($ws->expect_close(3)->{code}, 1009, 'over maxPayload: 1009');
+
+for my $q ('EIO=3&transport=websocket', 'EIO=4&transport=polling') {
+    my $r = $t->http_get("/socket.io/?$q");
+    is($r->{status}, 400, "GET /socket.io/?$q: 400");
+}
+my $r = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket',
+                           headers => { 'Sec-WebSocket-Version' => 8 });
+is($r->status, 426, 'Sec-WebSocket-Version 8: 426');
+is($r->header('Sec-WebSocket-Version'), '13', '... naming 13');
+
+# --- a client that stops reading is cut off at its queue's cap
+$ws = Orbit::WS->connect($port, '/small/socket.io/?EIO=4&transport=websocket');
+$ws->recv_message(5);
+$ws->send_text('40/chat,{"token":"' . $tok{admin_a} . '"}');
+$ws->recv_message(5);
+my $rss0 = worker_rss();
+my $big = { text => 'x' x 60000 };
+for my $i (1 .. 400) {
+    resp($redis, 'PUBLISH', "orbit:rt:tenant:$ta",
+         "$i-0\n\nnotification\n" . json_of($big));
+}
+ok(wait_until(10, sub { $t->error_log =~ /client does not read.*cut off/ }),
+   'a socket that stops reading is cut off (24 MB published at it)');
+cmp_ok(worker_rss() - $rss0, '<', 20_000,
+       '... and the workers did not grow by what it missed (kB)');
+ok($a1->wait_for(sub { $_[0]{event} eq 'notification'
+                       && length($_[0]{args}[0]{text}) == 60000 }, 5),
+   'the reading sockets got the events');
+
+sub resp {
+    my ($sock, @args) = @_;
+    my $cmd = '*' . @args . "\r\n";
+    $cmd .= '$' . length($_) . "\r\n$_\r\n" for @args;
+    print {$sock} $cmd;
+    my $line = <$sock>;
+    return $line;
+}
+sub worker_rss {
+    my $kb = 0;
+    for my $pid ($t->worker_pids) {
+        open my $fh, '<', "/proc/$pid/status" or next;
+        while (<$fh>) { $kb += $1 if /^VmRSS:\s+(\d+)/ }
+    }
+    return $kb;
+}
+
+# --- a reload closes sockets with 1001; clients reconnect
+my $rc = client($tok{admin_a}, reconnect => 1);
+ok(connected($rc), 'a reconnecting client');
+$ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
+$ws->recv_message(5);
+$ws->send_text('40/chat,{"token":"' . $tok{admin_a} . '"}');
+$ws->recv_message(5);
+$t->reload;
+$close = $ws->expect_close(10);
+is($close->{code}, 1001, 'a reload: 1001 going away');
+ok($rc->wait_for('disconnect', 10), 'socket.io-client sees the disconnect');
+ok(connected($rc), '... and comes back by itself');
+ok(wait_until(10, sub { @{[ $t->worker_pids ]} == 2 }),
+   'the old workers are gone');
+
+$_->stop for $a1, $a2, $ag, $b1, $n2, $rc;
+$t2->stop;
+$t->stop;
+no_bad_log($t);
+no_bad_log($t2, name => 'the second node: no [alert], [crit] or [emerg]');
+
+done_testing;
