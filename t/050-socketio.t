@@ -96,6 +96,7 @@ sub client {
             . ($o{prefix} // '') . '/chat';
     my %env = (TOKEN => $token);
     $env{RECONNECT} = 1 if $o{reconnect};
+    $env{RECONNECT_DELAY} = $o{delay} if $o{delay};
     return node_start('sio-client.js', args => [$url], env => \%env);
 }
 sub connected {
@@ -179,8 +180,10 @@ publish($ta, "conversation:$conv_a", 'new_message',
         { conversationId => $conv_a, text => 'hello' });
 $ev = $a1->wait_for('new_message', 5);
 ok($ev, 'new_message reaches the conversation\'s room');
-is_deeply($ev->{args}, [ { conversationId => $conv_a, text => 'hello' } ],
+is_deeply($ev->{args}[0], { conversationId => $conv_a, text => 'hello' },
           '... with its data as published');
+like($ev->{args}[1], qr/^\d+-\d+$/,
+     '... and its id in the event log last (the recovery offset)');
 cmp_ok($ev->{at} / 1000 - $t0, '<', 0.1, '... within 100 ms of publishing');
 ok(!$ag->wait_for('new_message', 0.3),
    'not to an agent outside that room');
@@ -206,9 +209,9 @@ is_deeply(emit_ack($ag, 'typing', { conversationId => $conv_agent,
                                     isTyping => JSON::PP::true }),
           { ok => JSON::PP::true }, 'the agent types');
 $ev = $a2->wait_for('typing', 5);
-is_deeply($ev && $ev->{args}, [ { conversationId => $conv_agent,
-                                  userId => $agent_a,
-                                  isTyping => JSON::PP::true } ],
+is_deeply($ev && $ev->{args}[0], { conversationId => $conv_agent,
+                                     userId => $agent_a,
+                                     isTyping => JSON::PP::true },
           'the others in the room see it');
 ok($a1->wait_for('typing', 5), '... every other socket in it');
 ok(!$ag->wait_for('typing', 0.3), '... not the one typing');
@@ -342,9 +345,13 @@ sub worker_rss {
     return $kb;
 }
 
-# --- a reload closes sockets with 1001; clients reconnect
-my $rc = client($tok{admin_a}, reconnect => 1);
+# --- a reload closes sockets with 1001; clients reconnect and recover
+my $rc = client($tok{admin_a}, reconnect => 1, delay => 1500);
 ok(connected($rc), 'a reconnecting client');
+is(emit_ack($rc, 'join_conversation', $conv_a)->{ok}, JSON::PP::true,
+   '... in a conversation');
+publish($ta, "conversation:$conv_a", 'new_message', { text => 'before' });
+ok($rc->wait_for('new_message', 5), '... hearing its events');
 $ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
 $ws->recv_message(5);
 $ws->send_text('40/chat,{"token":"' . $tok{admin_a} . '"}');
@@ -353,7 +360,44 @@ $t->reload;
 $close = $ws->expect_close(10);
 is($close->{code}, 1001, 'a reload: 1001 going away');
 ok($rc->wait_for('disconnect', 10), 'socket.io-client sees the disconnect');
-ok(connected($rc), '... and comes back by itself');
+publish($ta, "conversation:$conv_a", 'new_message', { text => 'missed' });
+publish($ta, "tenant:$ta", 'notification', { text => 'missed too' });
+$ev = connected($rc);
+ok($ev, '... and comes back by itself');
+ok($ev && $ev->{recovered}, '... recovering its session (socket.recovered)');
+$ev = $rc->wait_for('new_message', 5);
+is($ev && $ev->{args}[0]{text}, 'missed',
+   'the event published while it was away comes first');
+ok($rc->wait_for(sub { $_[0]{event} eq 'notification'
+                       && $_[0]{args}[0]{text} eq 'missed too' }, 5),
+   '... the tenant\'s too');
+publish($ta, "conversation:$conv_a", 'new_message', { text => 'after' });
+$ev = $rc->wait_for('new_message', 5);
+is($ev && $ev->{args}[0]{text}, 'after',
+   '... and its conversation room is joined again, without asking');
+
+# a pid the server does not know: a fresh session, not recovered
+$ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
+$ws->recv_message(5);
+$ws->send_text('40/chat,{"token":"' . $tok{admin_a} . '","pid":"'
+               . ('p' x 20) . '","offset":"1-0"}');
+like($ws->recv_message(5)->{payload} // '',
+     qr/^40\/chat,\{"sid":"[\w-]{20}","pid":"(?!p{20})[\w-]{20}"\}$/,
+     'an unknown pid: a new one');
+# another user's pid is not taken over
+$ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
+$ws->recv_message(5);
+$ws->send_text('40/chat,{"token":"' . $tok{admin_b} . '"}');
+my ($pid_b) = ($ws->recv_message(5)->{payload} // '') =~ /"pid":"([\w-]+)"/;
+$ws->close(1000);
+$ws->expect_close(5);
+$ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
+$ws->recv_message(5);
+$ws->send_text('40/chat,{"token":"' . $tok{admin_a} . '","pid":"'
+               . ($pid_b // '') . '","offset":"1-0"}');
+my ($pid2) = ($ws->recv_message(5)->{payload} // '') =~ /"pid":"([\w-]+)"/;
+ok($pid_b && $pid2 && $pid2 ne $pid_b,
+   'another user\'s pid: not taken over, a new one');
 ok(wait_until(10, sub { @{[ $t->worker_pids ]} == 2 }),
    'the old workers are gone');
 

@@ -606,6 +606,14 @@ orbit_ws_frame(ngx_uint_t opcode, const u_char *data, size_t len,
 }
 
 
+orbit_ws_frame_t *
+orbit_ws_frame_ref(orbit_ws_frame_t *f)
+{
+    f->refs++;
+    return f;
+}
+
+
 void
 orbit_ws_frame_release(orbit_ws_frame_t *f)
 {

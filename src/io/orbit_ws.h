@@ -90,6 +90,7 @@ ngx_int_t orbit_ws_upgrade(ngx_http_request_t *r, orbit_ws_conf_t *conf,
 /* a frame to send to many: framed once, refcounted */
 orbit_ws_frame_t *orbit_ws_frame(ngx_uint_t opcode, const u_char *data,
     size_t len, ngx_log_t *log);
+orbit_ws_frame_t *orbit_ws_frame_ref(orbit_ws_frame_t *f);
 void orbit_ws_frame_release(orbit_ws_frame_t *f);
 
 /*

@@ -16,6 +16,16 @@
  * Each socket has one state struct in its request's pool (the pool lives
  * as long as the socket); each membership check is one operation with a
  * pool of its own, destroyed when it is answered or the socket goes.
+ *
+ * Connection state recovery, as socket.io-client 4.6+ speaks it: the
+ * CONNECT answer carries a "pid", every event its id in the tenant's event
+ * log as a last argument, and a client that comes back sends {pid,
+ * offset} with its token.  The session (user, tenant, rooms) is kept in
+ * Redis for two minutes past the socket; if the log still holds the
+ * offset, the rooms are joined again and what followed the offset is sent
+ * before anything live (live events held meanwhile), and the client sees
+ * socket.recovered.  Otherwise it gets a new pid, recovered is false, and
+ * it refetches.
  */
 
 #include <ngx_config.h>
@@ -35,6 +45,9 @@
 #define ORBIT_SIO_SID_BYTES    15          /* 20 base64url characters */
 #define ORBIT_SIO_SID_LEN      20
 #define ORBIT_SIO_ID_LEN       48
+#define ORBIT_SIO_SESSION      "orbit:rt:session:"
+#define ORBIT_SIO_SESSION_TTL  "120000"    /* ms kept past the socket */
+#define ORBIT_SIO_REPLAY_MAX   "1000"      /* events sent on recovery */
 
 
 typedef struct {
@@ -52,14 +65,32 @@ typedef struct {
     u_char                       sid_buf[ORBIT_SIO_SID_LEN];
     u_char                       user_buf[ORBIT_SIO_ID_LEN];
     u_char                       tenant_buf[ORBIT_SIO_ID_LEN];
+    ngx_str_t                    pid;          /* the session's */
+    u_char                       pid_buf[ORBIT_SIO_SID_LEN];
+    ngx_str_t                    offset;       /* recovering from */
+    u_char                       offset_buf[ORBIT_SIO_ID_LEN];
+    ngx_pool_t                  *recovery;     /* its Redis commands */
+    ngx_queue_t                  held;         /* live, while recovering */
+    uint64_t                     replayed_ms;  /* the last missed event */
+    uint64_t                     replayed_seq;
 
     unsigned                     connected:1;  /* to /chat */
+    unsigned                     recovering:1;
     unsigned                     awaiting_pong:1;
     unsigned                     pinged:1;     /* at least once */
 } orbit_sio_t;
 
 
 /* a join_conversation waiting for PostgreSQL */
+/* a live event that came while the missed ones were being fetched */
+typedef struct {
+    ngx_queue_t                  queue;
+    orbit_ws_frame_t            *frame;
+    uint64_t                     ms;
+    uint64_t                     seq;
+} orbit_sio_held_t;
+
+
 typedef struct {
     ngx_queue_t                  queue;        /* in sio->ops */
     ngx_pool_t                  *pool;
@@ -87,6 +118,20 @@ static void orbit_sio_deliver(orbit_room_member_t *m, orbit_rt_event_t *ev);
 static void orbit_sio_ack(orbit_sio_t *sio, ngx_int_t ack, const char *error);
 static void orbit_sio_send(orbit_sio_t *sio, const char *fmt, ...);
 static void orbit_sio_ping_handler(ngx_event_t *ev);
+static ngx_int_t orbit_sio_joined(orbit_sio_t *sio);
+static void orbit_sio_recover(orbit_sio_t *sio);
+static void orbit_sio_session_found(orbit_redis_cmd_t *cmd,
+    redisReply *reply);
+static void orbit_sio_missed_found(orbit_redis_cmd_t *cmd,
+    redisReply *reply);
+static void orbit_sio_recovered(orbit_sio_t *sio, ngx_uint_t ok);
+static void orbit_sio_session_save(orbit_sio_t *sio);
+static void orbit_sio_session_saved(orbit_redis_cmd_t *cmd,
+    redisReply *reply);
+static orbit_ws_frame_t *orbit_sio_frame(ngx_str_t *name, ngx_str_t *data,
+    ngx_str_t *id, ngx_log_t *log);
+static ngx_int_t orbit_sio_id(ngx_str_t *id, uint64_t *ms, uint64_t *seq);
+static ngx_int_t orbit_sio_room_joined(orbit_sio_t *sio, ngx_str_t *room);
 static char *orbit_sio_cstr(ngx_pool_t *pool, ngx_str_t *s);
 static char *orbit_sio_strdup(ngx_pool_t *pool, const char *s);
 
@@ -134,6 +179,15 @@ orbit_socketio_handler(ngx_http_request_t *r, orbit_socketio_conf_t *conf)
     sio->log = r->connection->log;
     ngx_queue_init(&sio->rooms);
     ngx_queue_init(&sio->ops);
+    ngx_queue_init(&sio->held);
+
+    if (orbit_random_token((char *) sio->pid_buf, ORBIT_SIO_SID_BYTES) != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sio->pid.data = sio->pid_buf;
+    sio->pid.len = ORBIT_SIO_SID_LEN;
 
     rc = orbit_ws_upgrade(r, &conf->ws, &orbit_sio_handler, sio, &ws);
     if (rc != NGX_OK) {
@@ -333,15 +387,12 @@ static void
 orbit_sio_connect(orbit_sio_t *sio, json_t *auth)
 {
     size_t               len;
-    const char          *token;
-    ngx_str_t            room;
+    const char          *token, *pid, *offset;
     orbit_secrets_t     *secrets;
     orbit_jwt_claims_t   claims;
-    u_char               buf[sizeof("tenant:") + ORBIT_SIO_ID_LEN];
 
-    if (sio->connected) {
-        orbit_sio_send(sio, "40" ORBIT_SIO_NSP ",{\"sid\":\"%V\"}", &sio->sid);
-        return;
+    if (sio->connected || sio->recovering) {
+        return;                 /* one CONNECT per socket */
     }
 
     token = json_is_object(auth)
@@ -386,6 +437,40 @@ orbit_sio_connect(orbit_sio_t *sio, json_t *auth)
     sio->tenant_id.len = ngx_min(len, ORBIT_SIO_ID_LEN);
     ngx_memcpy(sio->tenant_buf, claims.tenant_id, sio->tenant_id.len);
 
+    pid = json_string_value(json_object_get(auth, "pid"));
+    offset = json_string_value(json_object_get(auth, "offset"));
+
+    if (pid && offset && ngx_strlen(pid) == ORBIT_SIO_SID_LEN
+        && ngx_strlen(offset) < ORBIT_SIO_ID_LEN)
+    {
+        ngx_memcpy(sio->pid_buf, pid, ORBIT_SIO_SID_LEN);
+        sio->offset.data = sio->offset_buf;
+        sio->offset.len = ngx_strlen(offset);
+        ngx_memcpy(sio->offset_buf, offset, sio->offset.len);
+
+        orbit_sio_recover(sio);
+        return;
+    }
+
+    if (orbit_sio_joined(sio) != NGX_OK) {
+        return;
+    }
+
+    orbit_sio_send(sio, "40" ORBIT_SIO_NSP ",{\"sid\":\"%V\",\"pid\":\"%V\"}",
+                   &sio->sid, &sio->pid);
+
+    orbit_sio_session_save(sio);
+}
+
+
+/* in the tenant's room: connected, or a 44 was sent */
+
+static ngx_int_t
+orbit_sio_joined(orbit_sio_t *sio)
+{
+    ngx_str_t  room;
+    u_char     buf[sizeof("tenant:") + ORBIT_SIO_ID_LEN];
+
     room.data = buf;
     room.len = ngx_sprintf(buf, "tenant:%V", &sio->tenant_id) - buf;
 
@@ -395,7 +480,7 @@ orbit_sio_connect(orbit_sio_t *sio, json_t *auth)
     if (sio->tenant_room == NULL) {
         orbit_sio_send(sio, "44" ORBIT_SIO_NSP
                        ",{\"message\":\"Real-time events are unavailable\"}");
-        return;
+        return NGX_ERROR;
     }
 
     sio->connected = 1;
@@ -404,7 +489,7 @@ orbit_sio_connect(orbit_sio_t *sio, json_t *auth)
                   "socket.io: user %V of tenant %V connected as %V",
                   &sio->user_id, &sio->tenant_id, &sio->sid);
 
-    orbit_sio_send(sio, "40" ORBIT_SIO_NSP ",{\"sid\":\"%V\"}", &sio->sid);
+    return NGX_OK;
 }
 
 
@@ -414,6 +499,7 @@ static void
 orbit_sio_disconnect(orbit_sio_t *sio)
 {
     ngx_queue_t          *q;
+    orbit_sio_held_t     *h;
     orbit_sio_join_t     *op;
     orbit_room_member_t  *m;
 
@@ -423,6 +509,21 @@ orbit_sio_disconnect(orbit_sio_t *sio)
         ngx_queue_remove(q);
         ngx_destroy_pool(op->pool);         /* cancels its query */
     }
+
+    if (sio->recovery) {
+        ngx_destroy_pool(sio->recovery);    /* cancels its command */
+        sio->recovery = NULL;
+    }
+
+    while (!ngx_queue_empty(&sio->held)) {
+        q = ngx_queue_head(&sio->held);
+        ngx_queue_remove(q);
+        h = ngx_queue_data(q, orbit_sio_held_t, queue);
+        orbit_ws_frame_release(h->frame);
+        ngx_free(h);
+    }
+
+    sio->recovering = 0;
 
     while (!ngx_queue_empty(&sio->rooms)) {
         q = ngx_queue_head(&sio->rooms);
@@ -628,6 +729,7 @@ orbit_sio_join_checked(orbit_pg_query_t *q, PGresult *res)
         }
 
         ngx_queue_insert_tail(&sio->rooms, &m->link);
+        orbit_sio_session_save(sio);
     }
 
     orbit_sio_ack(sio, op->ack, NULL);
@@ -662,6 +764,7 @@ orbit_sio_leave(orbit_sio_t *sio, ngx_int_t ack, json_t *arg)
     if (m) {
         ngx_queue_remove(&m->link);
         orbit_room_leave(m);
+        orbit_sio_session_save(sio);
     }
 
     orbit_sio_ack(sio, ack, NULL);
@@ -726,8 +829,7 @@ orbit_sio_deliver(orbit_room_member_t *m, orbit_rt_event_t *ev)
 {
     orbit_sio_t  *sio = m->data;
 
-    u_char            *buf, *p;
-    size_t             len;
+    orbit_sio_held_t  *h;
     orbit_ws_frame_t  *f;
 
     if (ev->from.len == sio->sid.len
@@ -740,28 +842,7 @@ orbit_sio_deliver(orbit_room_member_t *m, orbit_rt_event_t *ev)
 
     if (f == NULL) {
         /* framed once for all this worker's Socket.IO sockets */
-
-        len = sizeof("42" ORBIT_SIO_NSP ",[\"\",]") - 1
-              + orbit_json_escaped_len((char *) ev->name.data, ev->name.len)
-              + ev->data.len;
-
-        buf = ngx_alloc(len, sio->log);
-        if (buf == NULL) {
-            return;
-        }
-
-        p = ngx_cpymem(buf, "42" ORBIT_SIO_NSP ",[\"",
-                       sizeof("42" ORBIT_SIO_NSP ",[\"") - 1);
-        p = (u_char *) orbit_json_escape((char *) p, (char *) ev->name.data,
-                                         ev->name.len);
-        *p++ = '"';
-        *p++ = ',';
-        p = ngx_cpymem(p, ev->data.data, ev->data.len);
-        *p++ = ']';
-
-        f = orbit_ws_frame(ORBIT_WS_OP_TEXT, buf, p - buf, sio->log);
-        ngx_free(buf);
-
+        f = orbit_sio_frame(&ev->name, &ev->data, &ev->id, sio->log);
         if (f == NULL) {
             return;
         }
@@ -769,7 +850,69 @@ orbit_sio_deliver(orbit_room_member_t *m, orbit_rt_event_t *ev)
         ev->frames[ORBIT_RT_SOCKETIO] = f;
     }
 
+    if (sio->recovering) {
+        /* after the missed ones, unless it is one of them */
+        h = ngx_alloc(sizeof(orbit_sio_held_t), sio->log);
+        if (h == NULL) {
+            return;
+        }
+
+        if (orbit_sio_id(&ev->id, &h->ms, &h->seq) != NGX_OK) {
+            h->ms = (uint64_t) -1;
+            h->seq = 0;
+        }
+
+        h->frame = orbit_ws_frame_ref(f);
+        ngx_queue_insert_tail(&sio->held, &h->queue);
+        return;
+    }
+
     (void) orbit_ws_send_frame(sio->ws, f);
+}
+
+
+/* 42/chat,["<name>",<data>,"<id>"]: the id last, as recovery wants */
+
+static orbit_ws_frame_t *
+orbit_sio_frame(ngx_str_t *name, ngx_str_t *data, ngx_str_t *id,
+    ngx_log_t *log)
+{
+    u_char            *buf, *p;
+    size_t             len;
+    orbit_ws_frame_t  *f;
+
+    len = sizeof("42" ORBIT_SIO_NSP ",[\"\",,\"\"]") - 1
+          + orbit_json_escaped_len((char *) name->data, name->len)
+          + data->len
+          + orbit_json_escaped_len((char *) id->data, id->len);
+
+    buf = ngx_alloc(len, log);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(buf, "42" ORBIT_SIO_NSP ",[\"",
+                   sizeof("42" ORBIT_SIO_NSP ",[\"") - 1);
+    p = (u_char *) orbit_json_escape((char *) p, (char *) name->data,
+                                     name->len);
+    *p++ = '"';
+    *p++ = ',';
+    p = ngx_cpymem(p, data->data, data->len);
+
+    if (id->len) {
+        *p++ = ',';
+        *p++ = '"';
+        p = (u_char *) orbit_json_escape((char *) p, (char *) id->data,
+                                         id->len);
+        *p++ = '"';
+    }
+
+    *p++ = ']';
+
+    f = orbit_ws_frame(ORBIT_WS_OP_TEXT, buf, p - buf, log);
+    ngx_free(buf);
+
+    return f;
 }
 
 
@@ -849,6 +992,11 @@ orbit_sio_closed(orbit_ws_t *ws)
         ngx_del_timer(&sio->ping);
     }
 
+    if (sio->connected) {
+        /* kept for two minutes from now: the client may come back */
+        orbit_sio_session_save(sio);
+    }
+
     orbit_sio_disconnect(sio);
 }
 
@@ -878,4 +1026,446 @@ orbit_sio_strdup(ngx_pool_t *pool, const char *s)
     str.len = ngx_strlen(s);
 
     return orbit_sio_cstr(pool, &str);
+}
+
+
+/* --------------------------------------------------------- recovery */
+
+static void
+orbit_sio_recover(orbit_sio_t *sio)
+{
+    u_char             *key;
+    orbit_redis_t      *rd;
+    orbit_redis_cmd_t  *cmd;
+    const char         *argv[2];
+    size_t              argvlen[2];
+
+    sio->recovering = 1;
+
+    rd = ngx_http_orbit_redis();
+
+    sio->recovery = ngx_create_pool(1024, sio->log);
+    if (sio->recovery == NULL || rd == NULL) {
+        orbit_sio_recovered(sio, 0);
+        return;
+    }
+
+    key = ngx_pnalloc(sio->recovery, sizeof(ORBIT_SIO_SESSION)
+                                     + ORBIT_SIO_SID_LEN);
+    cmd = orbit_redis_cmd_create(sio->recovery);
+
+    if (key == NULL || cmd == NULL) {
+        orbit_sio_recovered(sio, 0);
+        return;
+    }
+
+    cmd->handler = orbit_sio_session_found;
+    cmd->data = sio;
+
+    argv[0] = "GET";
+    argv[1] = (char *) key;
+    argvlen[0] = 3;
+    argvlen[1] = ngx_sprintf(key, ORBIT_SIO_SESSION "%V", &sio->pid) - key;
+
+    if (orbit_redis_command(rd, cmd, 2, argv, argvlen) != NGX_OK) {
+        orbit_sio_recovered(sio, 0);
+    }
+}
+
+
+/* "user\ntenant\nroom\nroom..." of the socket that went */
+
+static void
+orbit_sio_session_found(orbit_redis_cmd_t *cmd, redisReply *reply)
+{
+    orbit_sio_t  *sio = cmd->data;
+
+    u_char               *p, *end, *nl, *log_key;
+    ngx_str_t             line[2], room;
+    ngx_uint_t            i;
+    orbit_redis_t        *rd;
+    orbit_redis_cmd_t    *xr;
+    orbit_room_member_t  *m;
+    const char           *argv[6];
+    size_t                argvlen[6];
+
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
+        orbit_sio_recovered(sio, 0);     /* expired, or never ours */
+        return;
+    }
+
+    p = (u_char *) reply->str;
+    end = p + reply->len;
+
+    for (i = 0; i < 2; i++) {
+        nl = ngx_strlchr(p, end, '\n');
+        line[i].data = p;
+        line[i].len = (nl ? nl : end) - p;
+        p = nl ? nl + 1 : end;
+    }
+
+    /* another user's session is not taken over, whatever pid says */
+
+    if (line[0].len != sio->user_id.len || line[1].len != sio->tenant_id.len
+        || ngx_strncmp(line[0].data, sio->user_id.data, line[0].len) != 0
+        || ngx_strncmp(line[1].data, sio->tenant_id.data, line[1].len) != 0)
+    {
+        orbit_sio_recovered(sio, 0);
+        return;
+    }
+
+    if (orbit_sio_joined(sio) != NGX_OK) {
+        sio->recovering = 0;
+        ngx_destroy_pool(sio->recovery);
+        sio->recovery = NULL;
+        return;
+    }
+
+    /* its conversation rooms, checked when they were joined */
+
+    while (p < end) {
+        nl = ngx_strlchr(p, end, '\n');
+        room.data = p;
+        room.len = (nl ? nl : end) - p;
+        p = nl ? nl + 1 : end;
+
+        if (room.len == 0 || orbit_sio_member(sio, &room)) {
+            continue;
+        }
+
+        m = orbit_room_join(&room, orbit_sio_deliver, sio, sio->log);
+        if (m) {
+            ngx_queue_insert_tail(&sio->rooms, &m->link);
+        }
+    }
+
+    /* what followed the offset: from it, so that we know it is still kept */
+
+    rd = ngx_http_orbit_redis();
+    xr = orbit_redis_cmd_create(sio->recovery);
+    log_key = ngx_pnalloc(sio->recovery, sizeof("orbit:rt:log:")
+                                         + sio->tenant_id.len);
+
+    if (rd == NULL || xr == NULL || log_key == NULL) {
+        orbit_sio_recovered(sio, 0);
+        return;
+    }
+
+    xr->handler = orbit_sio_missed_found;
+    xr->data = sio;
+
+    argv[0] = "XRANGE";
+    argv[1] = (char *) log_key;
+    argv[2] = (char *) sio->offset.data;
+    argv[3] = "+";
+    argv[4] = "COUNT";
+    argv[5] = "1001";
+
+    argvlen[0] = 6;
+    argvlen[1] = ngx_sprintf(log_key, "orbit:rt:log:%V", &sio->tenant_id)
+                 - log_key;
+    argvlen[2] = sio->offset.len;
+    argvlen[3] = 1;
+    argvlen[4] = 5;
+    argvlen[5] = 4;
+
+    if (orbit_redis_command(rd, xr, 6, argv, argvlen) != NGX_OK) {
+        orbit_sio_recovered(sio, 0);
+    }
+}
+
+
+static void
+orbit_sio_missed_found(orbit_redis_cmd_t *cmd, redisReply *reply)
+{
+    orbit_sio_t  *sio = cmd->data;
+
+    size_t             i, k;
+    ngx_str_t          id, room, name, data, *field;
+    redisReply        *e, *f;
+    orbit_ws_frame_t  *fr;
+
+    /*
+     * The offset itself comes first when the log still holds it; more
+     * than a thousand missed, and the client had better refetch.
+     */
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements == 0 || reply->elements > 1000
+        || reply->element[0]->type != REDIS_REPLY_ARRAY
+        || reply->element[0]->elements != 2
+        || reply->element[0]->element[0]->len != sio->offset.len
+        || ngx_strncmp(reply->element[0]->element[0]->str,
+                       sio->offset.data, sio->offset.len) != 0)
+    {
+        orbit_sio_recovered(sio, 0);
+        return;
+    }
+
+    orbit_sio_send(sio, "40" ORBIT_SIO_NSP ",{\"sid\":\"%V\",\"pid\":\"%V\"}",
+                   &sio->sid, &sio->pid);
+
+    for (i = 1; i < reply->elements; i++) {
+        e = reply->element[i];
+
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2
+            || e->element[1]->type != REDIS_REPLY_ARRAY)
+        {
+            continue;
+        }
+
+        id.data = (u_char *) e->element[0]->str;
+        id.len = e->element[0]->len;
+        ngx_str_null(&room);
+        ngx_str_null(&name);
+        ngx_str_null(&data);
+
+        f = e->element[1];
+
+        for (k = 0; k + 1 < f->elements; k += 2) {
+            if (f->element[k]->len != 1) {
+                continue;
+            }
+
+            switch (f->element[k]->str[0]) {
+            case 'r': field = &room; break;
+            case 'n': field = &name; break;
+            case 'd': field = &data; break;
+            default: continue;
+            }
+
+            field->data = (u_char *) f->element[k + 1]->str;
+            field->len = f->element[k + 1]->len;
+        }
+
+        if (name.len == 0 || data.len == 0
+            || orbit_sio_room_joined(sio, &room) != NGX_OK)
+        {
+            continue;
+        }
+
+        fr = orbit_sio_frame(&name, &data, &id, sio->log);
+        if (fr) {
+            (void) orbit_ws_send_frame(sio->ws, fr);
+            orbit_ws_frame_release(fr);
+        }
+    }
+
+    /* the replay's last id: what was held and is older, it already had */
+
+    e = reply->element[reply->elements - 1];
+    id.data = (u_char *) e->element[0]->str;
+    id.len = e->element[0]->len;
+
+    if (orbit_sio_id(&id, &sio->replayed_ms, &sio->replayed_seq) != NGX_OK) {
+        sio->replayed_ms = 0;
+        sio->replayed_seq = 0;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, sio->log, 0,
+                  "socket.io: %V recovered session %V, %uz missed events",
+                  &sio->sid, &sio->pid, reply->elements - 1);
+
+    orbit_sio_recovered(sio, 1);
+}
+
+
+/* the end of a recovery: the held live events go out, in order */
+
+static void
+orbit_sio_recovered(orbit_sio_t *sio, ngx_uint_t ok)
+{
+    ngx_queue_t          *q;
+    orbit_sio_held_t     *h;
+    orbit_room_member_t  *m;
+
+    if (sio->recovery) {
+        /* also when called from one of its commands: they are done */
+        ngx_destroy_pool(sio->recovery);
+        sio->recovery = NULL;
+    }
+
+    if (!ok) {
+        /* a fresh session: a new pid, no rooms but the tenant's */
+
+        while (!ngx_queue_empty(&sio->rooms)) {
+            q = ngx_queue_head(&sio->rooms);
+            m = ngx_queue_data(q, orbit_room_member_t, link);
+            ngx_queue_remove(q);
+            orbit_room_leave(m);
+        }
+
+        sio->replayed_ms = 0;
+        sio->replayed_seq = 0;
+
+        if (orbit_random_token((char *) sio->pid_buf, ORBIT_SIO_SID_BYTES)
+            != 0
+            || (sio->tenant_room == NULL && orbit_sio_joined(sio) != NGX_OK))
+        {
+            sio->recovering = 0;
+            orbit_sio_disconnect(sio);
+            return;
+        }
+
+        orbit_sio_send(sio, "40" ORBIT_SIO_NSP
+                       ",{\"sid\":\"%V\",\"pid\":\"%V\"}",
+                       &sio->sid, &sio->pid);
+    }
+
+    sio->recovering = 0;
+
+    while (!ngx_queue_empty(&sio->held)) {
+        q = ngx_queue_head(&sio->held);
+        ngx_queue_remove(q);
+        h = ngx_queue_data(q, orbit_sio_held_t, queue);
+
+        if (h->ms > sio->replayed_ms
+            || (h->ms == sio->replayed_ms && h->seq > sio->replayed_seq))
+        {
+            (void) orbit_ws_send_frame(sio->ws, h->frame);
+        }
+
+        orbit_ws_frame_release(h->frame);
+        ngx_free(h);
+    }
+
+    orbit_sio_session_save(sio);
+}
+
+
+/* SET orbit:rt:session:<pid> "user\ntenant\nrooms..." PX 120000 */
+
+static void
+orbit_sio_session_save(orbit_sio_t *sio)
+{
+    u_char               *key, *val, *p;
+    size_t                len;
+    ngx_pool_t           *pool;
+    ngx_queue_t          *q;
+    ngx_str_t            *name;
+    orbit_redis_t        *rd;
+    orbit_redis_cmd_t    *cmd;
+    orbit_room_member_t  *m;
+    const char           *argv[5];
+    size_t                argvlen[5];
+
+    rd = ngx_http_orbit_redis();
+    if (rd == NULL) {
+        return;
+    }
+
+    len = sio->user_id.len + sio->tenant_id.len + 2;
+
+    for (q = ngx_queue_head(&sio->rooms);
+         q != ngx_queue_sentinel(&sio->rooms);
+         q = ngx_queue_next(q))
+    {
+        m = ngx_queue_data(q, orbit_room_member_t, link);
+        len += orbit_room_name(m)->len + 1;
+    }
+
+    pool = ngx_create_pool(ngx_max(len + 512, 1024), sio->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    key = ngx_pnalloc(pool, sizeof(ORBIT_SIO_SESSION) + ORBIT_SIO_SID_LEN);
+    val = ngx_pnalloc(pool, len);
+    cmd = orbit_redis_cmd_create(pool);
+
+    if (key == NULL || val == NULL || cmd == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    p = ngx_sprintf(val, "%V\n%V", &sio->user_id, &sio->tenant_id);
+
+    for (q = ngx_queue_head(&sio->rooms);
+         q != ngx_queue_sentinel(&sio->rooms);
+         q = ngx_queue_next(q))
+    {
+        m = ngx_queue_data(q, orbit_room_member_t, link);
+        name = orbit_room_name(m);
+        p = ngx_sprintf(p, "\n%V", name);
+    }
+
+    cmd->handler = orbit_sio_session_saved;
+    cmd->data = pool;
+
+    argv[0] = "SET";
+    argv[1] = (char *) key;
+    argv[2] = (char *) val;
+    argv[3] = "PX";
+    argv[4] = ORBIT_SIO_SESSION_TTL;
+
+    argvlen[0] = 3;
+    argvlen[1] = ngx_sprintf(key, ORBIT_SIO_SESSION "%V", &sio->pid) - key;
+    argvlen[2] = p - val;
+    argvlen[3] = 2;
+    argvlen[4] = sizeof(ORBIT_SIO_SESSION_TTL) - 1;
+
+    if (orbit_redis_command(rd, cmd, 5, argv, argvlen) != NGX_OK) {
+        ngx_destroy_pool(pool);
+    }
+}
+
+
+static void
+orbit_sio_session_saved(orbit_redis_cmd_t *cmd, redisReply *reply)
+{
+    ngx_pool_t  *pool = cmd->data;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, pool->log, 0,
+                      "socket.io: session not saved, a reconnect will not "
+                      "recover it");
+    }
+
+    ngx_destroy_pool(pool);
+}
+
+
+/* a stream id "<ms>-<seq>" */
+
+static ngx_int_t
+orbit_sio_id(ngx_str_t *id, uint64_t *ms, uint64_t *seq)
+{
+    u_char  *dash;
+    off_t    a, b;
+
+    dash = ngx_strlchr(id->data, id->data + id->len, '-');
+    if (dash == NULL) {
+        return NGX_ERROR;
+    }
+
+    a = ngx_atoof(id->data, dash - id->data);
+    b = ngx_atoof(dash + 1, id->data + id->len - dash - 1);
+
+    if (a < 0 || b < 0) {
+        return NGX_ERROR;
+    }
+
+    *ms = a;
+    *seq = b;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+orbit_sio_room_joined(orbit_sio_t *sio, ngx_str_t *room)
+{
+    ngx_str_t  *tenant;
+
+    if (sio->tenant_room) {
+        tenant = orbit_room_name(sio->tenant_room);
+
+        if (tenant->len == room->len
+            && ngx_strncmp(tenant->data, room->data, room->len) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    return orbit_sio_member(sio, room) ? NGX_OK : NGX_DECLINED;
 }

@@ -1,6 +1,7 @@
 // A socket.io-client@4 of the suites, unmodified, over the WebSocket
 // transport.  Usage: node sio-client.js URL   (env TOKEN: the auth token;
-// RECONNECT=1 lets the client reconnect by itself).
+// RECONNECT=1 lets the client reconnect by itself, after RECONNECT_DELAY
+// ms, 100 by default; connection state recovery is the client's own).
 // Prints one JSON object per line: {"event":"connect","id":..},
 // {"event":"connect_error","message":..}, {"event":"disconnect",
 // "reason":..}, and every server event as {"event":NAME,"args":[..],
@@ -16,11 +17,13 @@ const socket = io(process.argv[2], {
   transports: ['websocket'],
   auth: { token: process.env.TOKEN },
   reconnection: process.env.RECONNECT === '1',
-  reconnectionDelay: 100,
-  reconnectionDelayMax: 500,
+  reconnectionDelay: Number(process.env.RECONNECT_DELAY || 100),
+  reconnectionDelayMax: Number(process.env.RECONNECT_DELAY || 100) * 5,
+  randomizationFactor: 0,
 });
 
-socket.on('connect', () => out({ event: 'connect', id: socket.id }));
+socket.on('connect', () =>
+  out({ event: 'connect', id: socket.id, recovered: socket.recovered }));
 socket.on('connect_error', (e) =>
   out({ event: 'connect_error', message: e.message }));
 socket.on('disconnect', (reason) => out({ event: 'disconnect', reason }));
