@@ -17,6 +17,9 @@ use Orbit::WS;
 
 my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 
+# waits for what must come: longer under valgrind
+my $W = Orbit::Nginx::valgrind_enabled() ? 30 : 5;
+
 my $HTTP = <<"_EOC_";
 orbit_postgres "$ENV{TEST_NGINX_PG_DSN}" pool=4;
 orbit_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
@@ -101,14 +104,14 @@ sub client {
 }
 sub connected {
     my ($h) = @_;
-    my $ev = $h->wait_for(sub { $_[0]{event} =~ /^connect/ }, 10);
+    my $ev = $h->wait_for(sub { $_[0]{event} =~ /^connect/ }, 2 * $W);
     return $ev && $ev->{event} eq 'connect' ? $ev : undef;
 }
 sub emit_ack {
     my ($h, $name, @args) = @_;
     $h->write_json({ emit => $name, args => \@args, ack => JSON::PP::true });
     my $ack = $h->wait_for(sub { $_[0]{event} eq 'ack'
-                                 && $_[0]{of} eq $name }, 10);
+                                 && $_[0]{of} eq $name }, 2 * $W);
     return $ack ? $ack->{args}[0] : undef;
 }
 sub publish {
@@ -140,7 +143,7 @@ for my $bad ([ 'garbage', 'a token that is no JWT' ],
              [ '', 'no token' ])
 {
     my $h = client($bad->[0]);
-    my $ev = $h->wait_for(sub { $_[0]{event} =~ /^connect/ }, 10);
+    my $ev = $h->wait_for(sub { $_[0]{event} =~ /^connect/ }, 2 * $W);
     is_deeply([ $ev->{event}, $ev->{message} ],
               [ 'connect_error', 'Not authorized' ],
               "refused: $bad->[1]");
@@ -148,7 +151,7 @@ for my $bad ([ 'garbage', 'a token that is no JWT' ],
 }
 
 my $root = client(token(user_id($ta, 'ADMIN'), '', 'SUPERADMIN'));
-my $ev = $root->wait_for(sub { $_[0]{event} =~ /^connect/ }, 10);
+my $ev = $root->wait_for(sub { $_[0]{event} =~ /^connect/ }, 2 * $W);
 is($ev->{event}, 'connect_error', 'refused: a superadmin has no tenant room');
 $root->stop;
 
@@ -178,7 +181,7 @@ ok(connected($b1), 'tenant B connects');
 my $t0 = time;
 publish($ta, "conversation:$conv_a", 'new_message',
         { conversationId => $conv_a, text => 'hello' });
-$ev = $a1->wait_for('new_message', 5);
+$ev = $a1->wait_for('new_message', $W);
 ok($ev, 'new_message reaches the conversation\'s room');
 is_deeply($ev->{args}[0], { conversationId => $conv_a, text => 'hello' },
           '... with its data as published');
@@ -189,16 +192,17 @@ ok(!$ag->wait_for('new_message', 0.3),
    'not to an agent outside that room');
 
 publish($ta, "tenant:$ta", 'notification', { text => 'for A' });
-ok($a1->wait_for('notification', 5), 'a tenant event reaches the admin');
-ok($ag->wait_for('notification', 5), '... and the agent of that tenant');
+ok($a1->wait_for('notification', $W), 'a tenant event reaches the admin');
+ok($ag->wait_for('notification', $W), '... and the agent of that tenant');
 ok(!$b1->wait_for('notification', 0.3), '... never the other tenant');
 
 # each event is also in the tenant's log, for clients that come back
 my $redis = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                   PeerPort => $ENV{TEST_NGINX_REDIS_PORT})
     or die "redis: $!";
-is(resp($redis, 'XLEN', "orbit:rt:log:$ta"), ":2\r\n",
-   'both events are in the tenant\'s log');
+my $xlen = resp($redis, 'XLEN', "orbit:rt:log:$ta");
+cmp_ok(($xlen =~ /^:(\d+)/)[0], '>=', 2,
+       'the events are in the tenant\'s log (with presence changes)');
 
 # --- typing goes to the others in the room
 my $a2 = client($tok{admin_a});
@@ -208,15 +212,44 @@ is(emit_ack($a2, 'join_conversation', $conv_agent)->{ok}, JSON::PP::true,
 is_deeply(emit_ack($ag, 'typing', { conversationId => $conv_agent,
                                     isTyping => JSON::PP::true }),
           { ok => JSON::PP::true }, 'the agent types');
-$ev = $a2->wait_for('typing', 5);
+$ev = $a2->wait_for('typing', $W);
 is_deeply($ev && $ev->{args}[0], { conversationId => $conv_agent,
                                      userId => $agent_a,
                                      isTyping => JSON::PP::true },
           'the others in the room see it');
-ok($a1->wait_for('typing', 5), '... every other socket in it');
+ok($a1->wait_for('typing', $W), '... every other socket in it');
 ok(!$ag->wait_for('typing', 0.3), '... not the one typing');
 is(emit_ack($ag, 'typing', { conversationId => $conv_a })->{error},
    'join the conversation first', 'typing in a room one is not in: refused');
+
+# --- presence: who is online, and who comes and goes
+my $online = emit_ack($a1, 'get_presence');
+ok($online && $online->{ok}, 'get_presence is acknowledged');
+is_deeply([ sort @{ $online->{online} // [] } ],
+          [ sort $admin_a, $agent_a ], '... with the tenant\'s online users');
+my $agent2 = user_id($ta, 'AGENT');
+my $g2 = client(token($agent2, $ta, 'AGENT'));
+ok(connected($g2), 'another agent connects');
+$ev = $a1->wait_for(sub { $_[0]{event} eq 'presence'
+                          && $_[0]{args}[0]{userId} eq $agent2 }, $W);
+is_deeply($ev && $ev->{args}[0], { userId => $agent2, online => JSON::PP::true },
+          '... and the tenant hears it is online');
+my $g3 = client(token($agent2, $ta, 'AGENT'));
+ok(connected($g3), '... a second tab of theirs');
+$g2->stop;
+ok(!$a1->wait_for(sub { $_[0]{event} eq 'presence'
+                        && !$_[0]{args}[0]{online} }, 0.5),
+   'closing one of two tabs: still online, nothing said');
+$g3->stop;
+$ev = $a1->wait_for(sub { $_[0]{event} eq 'presence'
+                          && $_[0]{args}[0]{userId} eq $agent2
+                          && !$_[0]{args}[0]{online} }, $W);
+ok($ev, 'closing the last: offline');
+ok(!$b1->wait_for(sub { $_[0]{event} eq 'presence'
+                        && $_[0]{args}[0]{userId} eq $agent2 }, 0.3),
+   '... never told to another tenant');
+is_deeply([ sort @{ emit_ack($a1, 'get_presence')->{online} } ],
+          [ sort $admin_a, $agent_a ], 'get_presence again');
 
 # --- leaving
 is_deeply(emit_ack($a1, 'leave_conversation', $conv_a), { ok => JSON::PP::true },
@@ -242,13 +275,13 @@ is(emit_ack($n2, 'join_conversation', $conv_agent)->{ok}, JSON::PP::true,
    '... in a conversation');
 publish($ta, "conversation:$conv_agent", 'message_status',
         { status => 'read' });
-ok($n2->wait_for('message_status', 5),
+ok($n2->wait_for('message_status', $W),
    'an event published on the first reaches the second node');
-ok($a2->wait_for('message_status', 5), '... and the first node\'s sockets');
+ok($a2->wait_for('message_status', $W), '... and the first node\'s sockets');
 publish($ta, "tenant:$ta", 'notification', { text => 'from node 2' },
         port => $port2);
 ok($a1->wait_for(sub { $_[0]{event} eq 'notification'
-                       && $_[0]{args}[0]{text} eq 'from node 2' }, 5),
+                       && $_[0]{args}[0]{text} eq 'from node 2' }, $W),
    '... and back');
 
 # every worker: 8 sockets over 2 workers, each gets the tenant's event
@@ -256,49 +289,49 @@ my @many = map { client($tok{admin_a}) } 1 .. 8;
 is(scalar(grep { connected($_) } @many), 8, '8 more sockets');
 publish($ta, "tenant:$ta", 'notification', { text => 'to all' });
 is(scalar(grep { $_->wait_for(sub { $_[0]{event} eq 'notification'
-                     && $_[0]{args}[0]{text} eq 'to all' }, 5) } @many),
+                     && $_[0]{args}[0]{text} eq 'to all' }, $W) } @many),
    8, 'a tenant event reaches all of them, whichever worker holds them');
 $_->stop for @many;
 
 # --- the wire, frame by frame (Orbit::WS)
 my $ws = Orbit::WS->connect($port, '/fast/socket.io/?EIO=4&transport=websocket');
 ok($ws->ok, 'a raw WebSocket upgrade');
-my $open = $ws->recv_message(5);
+my $open = $ws->recv_message($W);
 like($open->{payload} // '', qr/^0\{"sid":"[\w-]{20}","upgrades":\[\],"pingInterval":300,"pingTimeout":300,"maxPayload":1000000\}$/,
      'the Engine.IO open packet, with the location\'s ping settings');
 $ws->send_text('40/chat,{"token":"' . $tok{admin_a} . '"}');
-like($ws->recv_message(5)->{payload} // '', qr/^40\/chat,\{"sid":/,
+like($ws->recv_message($W)->{payload} // '', qr/^40\/chat,\{"sid":/,
      'CONNECT answered');
 is($ws->recv_message(2)->{payload}, '2', 'a ping after pingInterval');
 $ws->send_text('3');
 is($ws->recv_message(2)->{payload}, '2', 'answered: another ping later');
-my $close = $ws->expect_close(3);
+my $close = $ws->expect_close($W);
 is($close->{code}, 1001, 'unanswered: closed once pingTimeout passes');
 
 $ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
-$ws->recv_message(5);
+$ws->recv_message($W);
 $ws->send_text('42/chat,["join_conversation","x"]');
-is($ws->expect_close(3)->{code}, 1008, 'an event before CONNECT: closed');
+is($ws->expect_close($W)->{code}, 1008, 'an event before CONNECT: closed');
 
 $ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
-$ws->recv_message(5);
+$ws->recv_message($W);
 $ws->send_text('40/chat,{"token":"' . $tok{admin_a} . '"}');
-$ws->recv_message(5);
+$ws->recv_message($W);
 $ws->send_text('42/chat,["typing",');
-is($ws->expect_close(3)->{code}, 1002, 'a packet that is not JSON: 1002');
+is($ws->expect_close($W)->{code}, 1002, 'a packet that is not JSON: 1002');
 
 $ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
-$ws->recv_message(5);
+$ws->recv_message($W);
 $ws->send_text('40/admin,{}');
-is($ws->recv_message(5)->{payload},
+is($ws->recv_message($W)->{payload},
    '44/admin,{"message":"Invalid namespace"}', 'an unknown namespace');
 $ws->send_binary("\x01\x02");
-is($ws->expect_close(3)->{code}, 1003, 'a binary packet: 1003');
+is($ws->expect_close($W)->{code}, 1003, 'a binary packet: 1003');
 
 $ws = Orbit::WS->connect($port, '/small/socket.io/?EIO=4&transport=websocket');
-$ws->recv_message(5);
+$ws->recv_message($W);
 $ws->send_text('40/chat,{"token":"' . $ta . ('x' x 5000) . '"}');
-is($ws->expect_close(3)->{code}, 1009, 'over maxPayload: 1009');
+is($ws->expect_close($W)->{code}, 1009, 'over maxPayload: 1009');
 
 for my $q ('EIO=3&transport=websocket', 'EIO=4&transport=polling') {
     my $r = $t->http_get("/socket.io/?$q");
@@ -311,9 +344,9 @@ is($r->header('Sec-WebSocket-Version'), '13', '... naming 13');
 
 # --- a client that stops reading is cut off at its queue's cap
 $ws = Orbit::WS->connect($port, '/small/socket.io/?EIO=4&transport=websocket');
-$ws->recv_message(5);
+$ws->recv_message($W);
 $ws->send_text('40/chat,{"token":"' . $tok{admin_a} . '"}');
-$ws->recv_message(5);
+$ws->recv_message($W);
 my $rss0 = worker_rss();
 my $big = { text => 'x' x 60000 };
 for my $i (1 .. 400) {
@@ -322,10 +355,14 @@ for my $i (1 .. 400) {
 }
 ok(wait_until(10, sub { $t->error_log =~ /client does not read.*cut off/ }),
    'a socket that stops reading is cut off (24 MB published at it)');
-cmp_ok(worker_rss() - $rss0, '<', 20_000,
-       '... and the workers did not grow by what it missed (kB)');
+SKIP: {
+    skip 'memory is valgrind\'s under valgrind', 1
+        if Orbit::Nginx::valgrind_enabled();
+    cmp_ok(worker_rss() - $rss0, '<', 20_000,
+           '... and the workers did not grow by what it missed (kB)');
+}
 ok($a1->wait_for(sub { $_[0]{event} eq 'notification'
-                       && length($_[0]{args}[0]{text}) == 60000 }, 5),
+                       && length($_[0]{args}[0]{text}) == 60000 }, $W),
    'the reading sockets got the events');
 
 sub resp {
@@ -351,51 +388,51 @@ ok(connected($rc), 'a reconnecting client');
 is(emit_ack($rc, 'join_conversation', $conv_a)->{ok}, JSON::PP::true,
    '... in a conversation');
 publish($ta, "conversation:$conv_a", 'new_message', { text => 'before' });
-ok($rc->wait_for('new_message', 5), '... hearing its events');
+ok($rc->wait_for('new_message', $W), '... hearing its events');
 $ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
-$ws->recv_message(5);
+$ws->recv_message($W);
 $ws->send_text('40/chat,{"token":"' . $tok{admin_a} . '"}');
-$ws->recv_message(5);
+$ws->recv_message($W);
 $t->reload;
-$close = $ws->expect_close(10);
+$close = $ws->expect_close($W);
 is($close->{code}, 1001, 'a reload: 1001 going away');
-ok($rc->wait_for('disconnect', 10), 'socket.io-client sees the disconnect');
+ok($rc->wait_for('disconnect', 2 * $W), 'socket.io-client sees the disconnect');
 publish($ta, "conversation:$conv_a", 'new_message', { text => 'missed' });
 publish($ta, "tenant:$ta", 'notification', { text => 'missed too' });
 $ev = connected($rc);
 ok($ev, '... and comes back by itself');
 ok($ev && $ev->{recovered}, '... recovering its session (socket.recovered)');
-$ev = $rc->wait_for('new_message', 5);
+$ev = $rc->wait_for('new_message', $W);
 is($ev && $ev->{args}[0]{text}, 'missed',
    'the event published while it was away comes first');
 ok($rc->wait_for(sub { $_[0]{event} eq 'notification'
-                       && $_[0]{args}[0]{text} eq 'missed too' }, 5),
+                       && $_[0]{args}[0]{text} eq 'missed too' }, $W),
    '... the tenant\'s too');
 publish($ta, "conversation:$conv_a", 'new_message', { text => 'after' });
-$ev = $rc->wait_for('new_message', 5);
+$ev = $rc->wait_for('new_message', $W);
 is($ev && $ev->{args}[0]{text}, 'after',
    '... and its conversation room is joined again, without asking');
 
 # a pid the server does not know: a fresh session, not recovered
 $ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
-$ws->recv_message(5);
+$ws->recv_message($W);
 $ws->send_text('40/chat,{"token":"' . $tok{admin_a} . '","pid":"'
                . ('p' x 20) . '","offset":"1-0"}');
-like($ws->recv_message(5)->{payload} // '',
+like($ws->recv_message($W)->{payload} // '',
      qr/^40\/chat,\{"sid":"[\w-]{20}","pid":"(?!p{20})[\w-]{20}"\}$/,
      'an unknown pid: a new one');
 # another user's pid is not taken over
 $ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
-$ws->recv_message(5);
+$ws->recv_message($W);
 $ws->send_text('40/chat,{"token":"' . $tok{admin_b} . '"}');
-my ($pid_b) = ($ws->recv_message(5)->{payload} // '') =~ /"pid":"([\w-]+)"/;
+my ($pid_b) = ($ws->recv_message($W)->{payload} // '') =~ /"pid":"([\w-]+)"/;
 $ws->close(1000);
-$ws->expect_close(5);
+$ws->expect_close($W);
 $ws = Orbit::WS->connect($port, '/socket.io/?EIO=4&transport=websocket');
-$ws->recv_message(5);
+$ws->recv_message($W);
 $ws->send_text('40/chat,{"token":"' . $tok{admin_a} . '","pid":"'
                . ($pid_b // '') . '","offset":"1-0"}');
-my ($pid2) = ($ws->recv_message(5)->{payload} // '') =~ /"pid":"([\w-]+)"/;
+my ($pid2) = ($ws->recv_message($W)->{payload} // '') =~ /"pid":"([\w-]+)"/;
 ok($pid_b && $pid2 && $pid2 ne $pid_b,
    'another user\'s pid: not taken over, a new one');
 ok(wait_until(10, sub { @{[ $t->worker_pids ]} == 2 }),

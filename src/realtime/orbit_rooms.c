@@ -250,8 +250,9 @@ orbit_rt_publish(ngx_str_t *tenant, ngx_str_t *room, const char *name,
         return NGX_DECLINED;
     }
 
-    /* the command's own pool: it lives until the reply */
-    pool = ngx_create_pool(512, log);
+    /* the command's own pool: it lives until the reply, maybe longer
+     * than the caller's connection, whose log it must not keep */
+    pool = ngx_create_pool(512, ngx_cycle->log);
     if (pool == NULL) {
         return NGX_ERROR;
     }

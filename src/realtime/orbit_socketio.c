@@ -8,6 +8,10 @@
  *                                      or  44/chat,{"message":".."}
  *   server: 2 every pingInterval; the client answers 3 within pingTimeout
  *
+ * Events: join_conversation, leave_conversation, typing, get_presence
+ * (acknowledged with the tenant's online users); the server's come from
+ * the rooms, "presence" among them (orbit_presence.h).
+ *
  * A socket connected to /chat is in its tenant's room; join_conversation
  * puts it in a conversation's room once PostgreSQL says the conversation
  * is of that tenant and visible to the user.  Rooms' events arrive through
@@ -38,6 +42,7 @@
 #include "core/orbit_validate.h"
 #include "api/orbit_auth.h"
 #include "realtime/orbit_rooms.h"
+#include "realtime/orbit_presence.h"
 #include "realtime/orbit_socketio.h"
 
 
@@ -111,6 +116,10 @@ static void orbit_sio_join(orbit_sio_t *sio, ngx_int_t ack, json_t *arg);
 static void orbit_sio_join_checked(orbit_pg_query_t *q, PGresult *res);
 static void orbit_sio_leave(orbit_sio_t *sio, ngx_int_t ack, json_t *arg);
 static void orbit_sio_typing(orbit_sio_t *sio, ngx_int_t ack, json_t *arg);
+static void orbit_sio_presence(orbit_sio_t *sio, ngx_int_t ack);
+static void orbit_sio_presence_found(orbit_redis_cmd_t *cmd,
+    redisReply *reply);
+static void orbit_sio_alive(orbit_sio_t *sio, ngx_uint_t alive);
 static const char *orbit_sio_conversation_id(json_t *arg);
 static orbit_room_member_t *orbit_sio_member(orbit_sio_t *sio,
     ngx_str_t *room);
@@ -247,6 +256,10 @@ orbit_sio_message(orbit_ws_t *ws, ngx_uint_t opcode, u_char *data,
             }
 
             ngx_add_timer(&sio->ping, sio->conf->ping_interval);
+
+            if (sio->connected) {
+                orbit_sio_alive(sio, 1);
+            }
         }
         return;
 
@@ -484,6 +497,7 @@ orbit_sio_joined(orbit_sio_t *sio)
     }
 
     sio->connected = 1;
+    orbit_sio_alive(sio, 1);
 
     ngx_log_error(NGX_LOG_INFO, sio->log, 0,
                   "socket.io: user %V of tenant %V connected as %V",
@@ -524,6 +538,10 @@ orbit_sio_disconnect(orbit_sio_t *sio)
     }
 
     sio->recovering = 0;
+
+    if (sio->connected) {
+        orbit_sio_alive(sio, 0);
+    }
 
     while (!ngx_queue_empty(&sio->rooms)) {
         q = ngx_queue_head(&sio->rooms);
@@ -566,6 +584,9 @@ orbit_sio_event(orbit_sio_t *sio, ngx_int_t ack, json_t *args)
 
     } else if (ngx_strcmp(name, "typing") == 0) {
         orbit_sio_typing(sio, ack, arg);
+
+    } else if (ngx_strcmp(name, "get_presence") == 0) {
+        orbit_sio_presence(sio, ack);
 
     } else {
         /* an event nobody listens to: acknowledged as unknown */
@@ -1364,7 +1385,8 @@ orbit_sio_session_save(orbit_sio_t *sio)
         len += orbit_room_name(m)->len + 1;
     }
 
-    pool = ngx_create_pool(ngx_max(len + 512, 1024), sio->log);
+    /* saved also as the socket goes: not with the connection's log */
+    pool = ngx_create_pool(ngx_max(len + 512, 1024), ngx_cycle->log);
     if (pool == NULL) {
         return;
     }
@@ -1468,4 +1490,117 @@ orbit_sio_room_joined(orbit_sio_t *sio, ngx_str_t *room)
     }
 
     return orbit_sio_member(sio, room) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* --------------------------------------------------------- presence */
+
+/* online until the next heartbeat could have come and gone, or gone */
+
+static void
+orbit_sio_alive(orbit_sio_t *sio, ngx_uint_t alive)
+{
+    orbit_presence_update(&sio->tenant_id, &sio->user_id, &sio->sid,
+                          alive ? sio->conf->ping_interval
+                                  + sio->conf->ping_timeout + 5000
+                                : 0,
+                          sio->log);
+}
+
+
+static void
+orbit_sio_presence(orbit_sio_t *sio, ngx_int_t ack)
+{
+    ngx_pool_t         *pool;
+    orbit_redis_cmd_t  *cmd;
+    orbit_sio_join_t   *op;
+
+    pool = ngx_create_pool(1024, sio->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    op = ngx_pcalloc(pool, sizeof(orbit_sio_join_t));
+    cmd = orbit_redis_cmd_create(pool);
+
+    if (op == NULL || cmd == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    op->pool = pool;
+    op->sio = sio;
+    op->ack = ack;
+
+    cmd->handler = orbit_sio_presence_found;
+    cmd->data = op;
+
+    if (orbit_presence_list(&sio->tenant_id, pool, cmd) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        orbit_sio_ack(sio, ack, "presence is unavailable now");
+        return;
+    }
+
+    /* in the socket's operations: its closing cancels the command */
+    ngx_queue_insert_tail(&sio->ops, &op->queue);
+}
+
+
+/* 43/chat,<ack>[{"ok":true,"online":["<userId>",...]}] */
+
+static void
+orbit_sio_presence_found(orbit_redis_cmd_t *cmd, redisReply *reply)
+{
+    orbit_sio_join_t  *op = cmd->data;
+
+    u_char       *buf, *p;
+    size_t        i, len;
+    orbit_sio_t  *sio;
+
+    sio = op->sio;
+    ngx_queue_remove(&op->queue);
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        orbit_sio_ack(sio, op->ack, "presence is unavailable now");
+        goto done;
+    }
+
+    if (op->ack < 0) {
+        goto done;
+    }
+
+    len = sizeof("43" ORBIT_SIO_NSP ",[{\"ok\":true,\"online\":[]}]")
+          + NGX_INT_T_LEN;
+
+    for (i = 0; i < reply->elements; i++) {
+        len += orbit_json_escaped_len(reply->element[i]->str,
+                                      reply->element[i]->len) + 3;
+    }
+
+    buf = ngx_pnalloc(op->pool, len);
+    if (buf == NULL) {
+        goto done;
+    }
+
+    p = ngx_sprintf(buf, "43" ORBIT_SIO_NSP ",%i[{\"ok\":true,\"online\":[",
+                    op->ack);
+
+    for (i = 0; i < reply->elements; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        *p++ = '"';
+        p = (u_char *) orbit_json_escape((char *) p, reply->element[i]->str,
+                                         reply->element[i]->len);
+        *p++ = '"';
+    }
+
+    p = ngx_cpymem(p, "]}]", 3);
+
+    (void) orbit_ws_send(sio->ws, ORBIT_WS_OP_TEXT, buf, p - buf);
+
+done:
+
+    ngx_destroy_pool(op->pool);
 }
