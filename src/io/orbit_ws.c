@@ -25,6 +25,14 @@
 
 #define ORBIT_WS_READ_SIZE   16384
 
+
+/*
+ * One read buffer for all the worker's sockets: each read is parsed to the
+ * end before the handler returns (the parser keeps a partial header, the
+ * connection a partial message), so an idle socket holds no buffer.
+ */
+static u_char  orbit_ws_read_buf[ORBIT_WS_READ_SIZE];
+
 /* not among nginx 1.22's statuses */
 #define ORBIT_WS_UPGRADE_REQUIRED  426
 
@@ -154,21 +162,12 @@ orbit_ws_upgrade(ngx_http_request_t *r, orbit_ws_conf_t *conf,
     cln->handler = orbit_ws_cleanup;
     cln->data = ws;
 
-    ws->in = ngx_alloc(ORBIT_WS_READ_SIZE, c->log);
-    if (ws->in == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    /* frames the client sent right behind its headers */
-
-    ws->in_pos = ws->in;
-    ws->in_last = ws->in;
+    /* frames the client sent right behind its headers: read from there */
 
     if (r->header_in && r->header_in->pos < r->header_in->last) {
-        n = ngx_min((size_t) (r->header_in->last - r->header_in->pos),
-                    ORBIT_WS_READ_SIZE);
-        ws->in_last = ngx_cpymem(ws->in, r->header_in->pos, n);
-        r->header_in->pos += n;
+        ws->in_pos = r->header_in->pos;
+        ws->in_last = r->header_in->last;
+        r->header_in->pos = r->header_in->last;
     }
 
     /* the 101, queued as the first "frame" */
@@ -383,6 +382,16 @@ orbit_ws_read_handler(ngx_event_t *rev)
                            "server going away");
         }
 
+        /*
+         * Called from ngx_close_idle_connections(), outside the event
+         * loop: a posted write would wait for the next event or timer
+         * (the linger's, 2 s on), so the close frame goes out now.
+         */
+
+        if (orbit_ws_flush(ws) == NGX_ERROR) {
+            ws->done = 1;
+        }
+
         if (c->error) {
             ws->done = 1;       /* the shutdown timeout: no waiting */
         }
@@ -396,16 +405,16 @@ orbit_ws_read_handler(ngx_event_t *rev)
             goto out;
         }
 
-        /* all input used: read more into the emptied buffer */
+        /* all input used, nothing points into it any more */
 
-        ws->in_pos = ws->in;
-        ws->in_last = ws->in;
+        ws->in_pos = NULL;
+        ws->in_last = NULL;
 
         if (!rev->ready) {
             break;
         }
 
-        n = c->recv(c, ws->in, ORBIT_WS_READ_SIZE);
+        n = c->recv(c, orbit_ws_read_buf, ORBIT_WS_READ_SIZE);
 
         if (n == NGX_AGAIN) {
             break;
@@ -418,7 +427,8 @@ orbit_ws_read_handler(ngx_event_t *rev)
             goto out;
         }
 
-        ws->in_last = ws->in + n;
+        ws->in_pos = orbit_ws_read_buf;
+        ws->in_last = orbit_ws_read_buf + n;
     }
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
@@ -954,10 +964,6 @@ orbit_ws_cleanup(void *data)
         ws->msg = NULL;
     }
 
-    if (ws->in) {
-        ngx_free(ws->in);
-        ws->in = NULL;
-    }
 }
 
 

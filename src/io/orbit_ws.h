@@ -59,8 +59,7 @@ struct orbit_ws_s {
     const orbit_ws_handler_t    *handler;
     orbit_ws_conf_t             *conf;
     orbit_ws_parser_t            parser;
-    u_char                      *in;           /* read buffer */
-    u_char                      *in_pos;
+    u_char                      *in_pos;       /* input being parsed */
     u_char                      *in_last;
     u_char                      *msg;          /* a message being joined */
     size_t                       msg_len;
