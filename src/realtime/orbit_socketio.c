@@ -67,11 +67,11 @@ typedef struct {
     ngx_str_t                    sid;
     ngx_str_t                    user_id;
     ngx_str_t                    tenant_id;
-    u_char                       sid_buf[ORBIT_SIO_SID_LEN];
+    u_char                       sid_buf[ORBIT_SIO_SID_LEN + 1];
     u_char                       user_buf[ORBIT_SIO_ID_LEN];
     u_char                       tenant_buf[ORBIT_SIO_ID_LEN];
     ngx_str_t                    pid;          /* the session's */
-    u_char                       pid_buf[ORBIT_SIO_SID_LEN];
+    u_char                       pid_buf[ORBIT_SIO_SID_LEN + 1];
     ngx_str_t                    offset;       /* recovering from */
     u_char                       offset_buf[ORBIT_SIO_ID_LEN];
     ngx_pool_t                  *recovery;     /* its Redis commands */
