@@ -6,6 +6,7 @@
 #include <ngx_core.h>
 
 #include "ngx_http_orbit_module.h"
+#include "api/orbit_auth.h"
 #include "realtime/orbit_rooms.h"
 
 
@@ -26,6 +27,8 @@ struct orbit_room_s {
 static void orbit_room_message(void *data, ngx_str_t *channel,
     ngx_str_t *payload);
 static void orbit_rt_published(orbit_redis_cmd_t *cmd, redisReply *reply);
+static void orbit_rt_checked(orbit_pg_query_t *q, PGresult *res);
+static char *orbit_rt_cstr(ngx_pool_t *pool, u_char *data, size_t len);
 
 
 static ngx_rbtree_t       orbit_rooms;
@@ -317,4 +320,123 @@ orbit_rt_published(orbit_redis_cmd_t *cmd, redisReply *reply)
     }
 
     ngx_destroy_pool(pool);
+}
+
+
+orbit_rt_check_t *
+orbit_rt_check_conversation(const char *id, ngx_str_t *tenant,
+    ngx_str_t *user, ngx_uint_t role, size_t ctx_size,
+    orbit_rt_checked_pt handler, void *data, ngx_log_t *log)
+{
+    size_t             len;
+    const char       **v;
+    ngx_pool_t        *pool;
+    orbit_pg_pool_t   *pg;
+    orbit_pg_query_t  *q;
+    orbit_rt_check_t  *chk;
+
+    static const char  sql[] =
+        "SELECT 1 FROM conversations"
+        " WHERE id = $1::uuid AND tenant_id = $2::uuid"
+        "   AND ($3::text <> 'AGENT' OR assignee_id = $4::uuid)";
+
+    pg = ngx_http_orbit_pg();
+    if (pg == NULL) {
+        return NULL;
+    }
+
+    pool = ngx_create_pool(1024, log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    len = ngx_strlen(id);
+
+    chk = ngx_pcalloc(pool, sizeof(orbit_rt_check_t));
+    v = ngx_palloc(pool, 4 * sizeof(char *));
+    q = orbit_pg_query_create(pool);
+
+    if (chk == NULL || v == NULL || q == NULL) {
+        goto failed;
+    }
+
+    chk->pool = pool;
+    chk->handler = handler;
+    chk->data = data;
+    chk->ctx = ctx_size ? ngx_pcalloc(pool, ctx_size) : NULL;
+    chk->room.len = sizeof("conversation:") - 1 + len;
+    chk->room.data = ngx_pnalloc(pool, chk->room.len);
+
+    /* the values outlive the caller's: the query may wait its turn */
+    v[0] = orbit_rt_cstr(pool, (u_char *) id, len);
+    v[1] = orbit_rt_cstr(pool, tenant->data, tenant->len);
+    v[2] = orbit_auth_role_name(role);
+    v[3] = orbit_rt_cstr(pool, user->data, user->len);
+
+    if ((ctx_size && chk->ctx == NULL) || chk->room.data == NULL
+        || v[0] == NULL || v[1] == NULL || v[2] == NULL || v[3] == NULL)
+    {
+        goto failed;
+    }
+
+    ngx_sprintf(chk->room.data, "conversation:%s", id);
+
+    q->sql = sql;
+    q->nparams = 4;
+    q->values = v;
+    q->prepare = 1;
+    q->handler = orbit_rt_checked;
+    q->data = chk;
+
+    if (orbit_pg_query_send(pg, q) != NGX_OK) {
+        goto failed;
+    }
+
+    return chk;
+
+failed:
+
+    ngx_destroy_pool(pool);
+    return NULL;
+}
+
+
+static void
+orbit_rt_checked(orbit_pg_query_t *q, PGresult *res)
+{
+    orbit_rt_check_t  *chk = q->data;
+
+    ngx_int_t  rc;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ngx_log_error(NGX_LOG_ERR, chk->pool->log, 0,
+                      "realtime: the check of \"%V\" failed: %s%V",
+                      &chk->room, res ? PQresultErrorMessage(res) : "",
+                      &q->error);
+        rc = NGX_ERROR;
+
+    } else {
+        rc = PQntuples(res) ? NGX_OK : NGX_DECLINED;
+    }
+
+    chk->handler(chk, rc);
+
+    /* q and res are the pool's only until this handler returns */
+    ngx_destroy_pool(chk->pool);
+}
+
+
+static char *
+orbit_rt_cstr(ngx_pool_t *pool, u_char *data, size_t len)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *ngx_cpymem(p, data, len) = '\0';
+
+    return (char *) p;
 }

@@ -74,6 +74,33 @@ ngx_str_t *orbit_room_name(orbit_room_member_t *m);
 ngx_int_t orbit_rt_publish(ngx_str_t *tenant, ngx_str_t *room,
     const char *name, ngx_str_t *data, ngx_str_t *from, ngx_log_t *log);
 
+/*
+ * May the user see conversation id, so join its room?  One statement: the
+ * conversation is the tenant's, and an AGENT's only when assigned to them.
+ * The check lives in a pool of its own, destroyed right after the handler
+ * (which must not destroy it); destroying it earlier cancels the check.
+ * rc: NGX_OK yes; NGX_DECLINED no (another tenant's, not assigned, none);
+ * NGX_ERROR not checked now (logged).
+ */
+
+typedef struct orbit_rt_check_s  orbit_rt_check_t;
+
+typedef void (*orbit_rt_checked_pt)(orbit_rt_check_t *chk, ngx_int_t rc);
+
+struct orbit_rt_check_s {
+    ngx_queue_t                  queue;    /* the owner's checks */
+    ngx_pool_t                  *pool;
+    ngx_str_t                    room;     /* "conversation:{id}" */
+    orbit_rt_checked_pt          handler;
+    void                        *data;     /* the owner */
+    void                        *ctx;      /* ctx_size zeroed bytes */
+};
+
+/* NULL: not sent (no PostgreSQL, out of memory, queue full) */
+orbit_rt_check_t *orbit_rt_check_conversation(const char *id,
+    ngx_str_t *tenant, ngx_str_t *user, ngx_uint_t role, size_t ctx_size,
+    orbit_rt_checked_pt handler, void *data, ngx_log_t *log);
+
 /* splits a channel message "id\nfrom\nname\ndata" into ev */
 ngx_int_t orbit_rt_event_parse(ngx_str_t *payload, orbit_rt_event_t *ev);
 

@@ -82,7 +82,7 @@ typedef struct {
     ngx_event_t                  ping;         /* every keepalive */
     ngx_event_t                  timeout;      /* the client's silence */
     ngx_queue_t                  rooms;        /* our members */
-    ngx_queue_t                  ops;          /* checks in flight */
+    ngx_queue_t                  ops;          /* room checks in flight */
     u_char                      *rec;          /* a record being joined */
     size_t                       rec_len;
     size_t                       rec_size;
@@ -91,16 +91,6 @@ typedef struct {
     unsigned                     handshaken:1;
     unsigned                     closing:1;
 } orbit_sr_t;
-
-
-/* a JoinChatSession waiting for PostgreSQL */
-typedef struct {
-    ngx_queue_t                  queue;        /* in sr->ops */
-    ngx_pool_t                  *pool;
-    orbit_sr_t                  *sr;
-    ngx_str_t                    room;
-    char                        *invocation;   /* NULL: none wanted */
-} orbit_sr_join_t;
 
 
 static ngx_int_t orbit_sr_negotiate(ngx_http_request_t *r);
@@ -124,7 +114,7 @@ static void orbit_sr_join_tenant(orbit_sr_t *sr, const char *inv,
     json_t *args);
 static void orbit_sr_join_session(orbit_sr_t *sr, const char *inv,
     json_t *args);
-static void orbit_sr_join_checked(orbit_pg_query_t *q, PGresult *res);
+static void orbit_sr_join_checked(orbit_rt_check_t *chk, ngx_int_t rc);
 static void orbit_sr_leave_session(orbit_sr_t *sr, const char *inv,
     json_t *args);
 static void orbit_sr_typing(orbit_sr_t *sr, const char *inv, json_t *args);
@@ -883,18 +873,10 @@ orbit_sr_join_tenant(orbit_sr_t *sr, const char *inv, json_t *args)
 static void
 orbit_sr_join_session(orbit_sr_t *sr, const char *inv, json_t *args)
 {
-    const char         *id, **v;
-    ngx_str_t           sid;
-    ngx_pool_t         *pool;
-    orbit_pg_pool_t    *pg;
-    orbit_pg_query_t   *q;
-    orbit_sr_join_t    *op;
-
-    /* the conversation is the tenant's, and the user may see it */
-    static const char  sql[] =
-        "SELECT 1 FROM conversations"
-        " WHERE id = $1::uuid AND tenant_id = $2::uuid"
-        "   AND ($3::text <> 'AGENT' OR assignee_id = $4::uuid)";
+    char              *copy;
+    size_t             len;
+    const char        *id;
+    orbit_rt_check_t  *chk;
 
     id = orbit_sr_session_id(args);
 
@@ -903,111 +885,63 @@ orbit_sr_join_session(orbit_sr_t *sr, const char *inv, json_t *args)
         return;
     }
 
-    pg = ngx_http_orbit_pg();
-
-    pool = ngx_create_pool(1024, sr->log);
-    if (pool == NULL) {
+    chk = orbit_rt_check_conversation(id, &sr->who.tenant_id,
+                                      &sr->who.user_id, sr->who.role,
+                                      sizeof(char *),
+                                      orbit_sr_join_checked, sr, sr->log);
+    if (chk == NULL) {
         orbit_sr_completion(sr, inv, "The session cannot be checked now");
         return;
     }
 
-    op = ngx_pcalloc(pool, sizeof(orbit_sr_join_t));
-    v = ngx_palloc(pool, 4 * sizeof(char *));
-    q = orbit_pg_query_create(pool);
-
-    if (op == NULL || v == NULL || q == NULL || pg == NULL) {
-        ngx_destroy_pool(pool);
-        orbit_sr_completion(sr, inv, "The session cannot be checked now");
-        return;
-    }
-
-    op->pool = pool;
-    op->sr = sr;
-    op->room.len = sizeof("conversation:") - 1 + ngx_strlen(id);
-    op->room.data = ngx_pnalloc(pool, op->room.len);
+    /* the invocation's id, answered when the check is done */
 
     if (inv) {
-        op->invocation = ngx_pnalloc(pool, ngx_strlen(inv) + 1);
+        len = ngx_strlen(inv) + 1;
+        copy = ngx_pnalloc(chk->pool, len);
 
-        if (op->invocation) {
-            ngx_cpystrn((u_char *) op->invocation, (u_char *) inv,
-                        ngx_strlen(inv) + 1);
+        if (copy == NULL) {
+            ngx_destroy_pool(chk->pool);
+            orbit_sr_completion(sr, inv, "The session cannot be checked now");
+            return;
         }
+
+        ngx_memcpy(copy, inv, len);
+        *(char **) chk->ctx = copy;
     }
 
-    /* the values outlive the record: the query may wait for a connection */
-    sid.data = (u_char *) id;
-    sid.len = ngx_strlen(id);
-
-    v[0] = orbit_sr_cstr(pool, &sid);
-    v[1] = orbit_sr_cstr(pool, &sr->who.tenant_id);
-    v[2] = orbit_auth_role_name(sr->who.role);
-    v[3] = orbit_sr_cstr(pool, &sr->who.user_id);
-
-    if (op->room.data == NULL || v[0] == NULL || v[1] == NULL
-        || v[3] == NULL || (inv && op->invocation == NULL))
-    {
-        ngx_destroy_pool(pool);
-        orbit_sr_completion(sr, inv, "The session cannot be checked now");
-        return;
-    }
-
-    ngx_sprintf(op->room.data, "conversation:%s", id);
-
-    q->sql = sql;
-    q->nparams = 4;
-    q->values = v;
-    q->prepare = 1;
-    q->handler = orbit_sr_join_checked;
-    q->data = op;
-
-    if (orbit_pg_query_send(pg, q) != NGX_OK) {
-        ngx_destroy_pool(pool);
-        orbit_sr_completion(sr, inv, "The session cannot be checked now");
-        return;
-    }
-
-    ngx_queue_insert_tail(&sr->ops, &op->queue);
+    /* in the connection's checks: its closing cancels them */
+    ngx_queue_insert_tail(&sr->ops, &chk->queue);
 }
 
 
 static void
-orbit_sr_join_checked(orbit_pg_query_t *q, PGresult *res)
+orbit_sr_join_checked(orbit_rt_check_t *chk, ngx_int_t rc)
 {
-    orbit_sr_join_t  *op = q->data;
+    orbit_sr_t  *sr = chk->data;
 
-    orbit_sr_t  *sr;
+    char  *inv;
 
-    sr = op->sr;
-    ngx_queue_remove(&op->queue);
+    inv = *(char **) chk->ctx;
+    ngx_queue_remove(&chk->queue);
 
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        ngx_log_error(NGX_LOG_ERR, sr->log, 0,
-                      "signalr: JoinChatSession check failed: %s%V",
-                      res ? PQresultErrorMessage(res) : "", &q->error);
-        orbit_sr_completion(sr, op->invocation,
-                            "The session cannot be checked now");
-        goto done;
+    if (rc == NGX_ERROR) {
+        orbit_sr_completion(sr, inv, "The session cannot be checked now");
+        return;
     }
 
-    if (PQntuples(res) == 0) {
+    if (rc == NGX_DECLINED) {
         /* another tenant's, unassigned to this agent, or none at all */
-        orbit_sr_completion(sr, op->invocation, "Chat session not found");
-        goto done;
+        orbit_sr_completion(sr, inv, "Chat session not found");
+        return;
     }
 
-    if (orbit_sr_join(sr, &op->room) != NGX_OK) {
-        orbit_sr_completion(sr, op->invocation,
-                            "The session cannot be joined now");
-        goto done;
+    if (orbit_sr_join(sr, &chk->room) != NGX_OK) {
+        orbit_sr_completion(sr, inv, "The session cannot be joined now");
+        return;
     }
 
-    orbit_sr_completion(sr, op->invocation, NULL);
-
-done:
-
-    /* q and res belong to the pool only until the handler returns */
-    ngx_destroy_pool(op->pool);
+    orbit_sr_completion(sr, inv, NULL);
 }
 
 
@@ -1345,14 +1279,14 @@ static void
 orbit_sr_leave_all(orbit_sr_t *sr)
 {
     ngx_queue_t          *q;
-    orbit_sr_join_t      *op;
+    orbit_rt_check_t     *chk;
     orbit_room_member_t  *m;
 
     while (!ngx_queue_empty(&sr->ops)) {
         q = ngx_queue_head(&sr->ops);
-        op = ngx_queue_data(q, orbit_sr_join_t, queue);
+        chk = ngx_queue_data(q, orbit_rt_check_t, queue);
         ngx_queue_remove(q);
-        ngx_destroy_pool(op->pool);         /* cancels its query */
+        ngx_destroy_pool(chk->pool);        /* cancels its query */
     }
 
     while (!ngx_queue_empty(&sr->rooms)) {

@@ -61,7 +61,8 @@ typedef struct {
     ngx_log_t                   *log;
     ngx_event_t                  ping;
     ngx_queue_t                  rooms;        /* conversation members */
-    ngx_queue_t                  ops;          /* checks in flight */
+    ngx_queue_t                  checks;       /* of rooms, in flight */
+    ngx_queue_t                  ops;          /* Redis reads in flight */
     orbit_room_member_t         *tenant_room;
     ngx_uint_t                   role;
     ngx_str_t                    sid;
@@ -96,13 +97,13 @@ typedef struct {
 } orbit_sio_held_t;
 
 
+/* a get_presence waiting for Redis */
 typedef struct {
     ngx_queue_t                  queue;        /* in sio->ops */
     ngx_pool_t                  *pool;
     orbit_sio_t                 *sio;
-    ngx_str_t                    room;
     ngx_int_t                    ack;          /* -1: none wanted */
-} orbit_sio_join_t;
+} orbit_sio_op_t;
 
 
 static void orbit_sio_message(orbit_ws_t *ws, ngx_uint_t opcode,
@@ -113,7 +114,7 @@ static void orbit_sio_connect(orbit_sio_t *sio, json_t *auth);
 static void orbit_sio_disconnect(orbit_sio_t *sio);
 static void orbit_sio_event(orbit_sio_t *sio, ngx_int_t ack, json_t *args);
 static void orbit_sio_join(orbit_sio_t *sio, ngx_int_t ack, json_t *arg);
-static void orbit_sio_join_checked(orbit_pg_query_t *q, PGresult *res);
+static void orbit_sio_join_checked(orbit_rt_check_t *chk, ngx_int_t rc);
 static void orbit_sio_leave(orbit_sio_t *sio, ngx_int_t ack, json_t *arg);
 static void orbit_sio_typing(orbit_sio_t *sio, ngx_int_t ack, json_t *arg);
 static void orbit_sio_presence(orbit_sio_t *sio, ngx_int_t ack);
@@ -141,8 +142,6 @@ static orbit_ws_frame_t *orbit_sio_frame(ngx_str_t *name, ngx_str_t *data,
     ngx_str_t *id, ngx_log_t *log);
 static ngx_int_t orbit_sio_id(ngx_str_t *id, uint64_t *ms, uint64_t *seq);
 static ngx_int_t orbit_sio_room_joined(orbit_sio_t *sio, ngx_str_t *room);
-static char *orbit_sio_cstr(ngx_pool_t *pool, ngx_str_t *s);
-static char *orbit_sio_strdup(ngx_pool_t *pool, const char *s);
 
 
 static const orbit_ws_handler_t  orbit_sio_handler = {
@@ -187,6 +186,7 @@ orbit_socketio_handler(ngx_http_request_t *r, orbit_socketio_conf_t *conf)
     sio->conf = conf;
     sio->log = r->connection->log;
     ngx_queue_init(&sio->rooms);
+    ngx_queue_init(&sio->checks);
     ngx_queue_init(&sio->ops);
     ngx_queue_init(&sio->held);
 
@@ -514,12 +514,20 @@ orbit_sio_disconnect(orbit_sio_t *sio)
 {
     ngx_queue_t          *q;
     orbit_sio_held_t     *h;
-    orbit_sio_join_t     *op;
+    orbit_sio_op_t       *op;
+    orbit_rt_check_t     *chk;
     orbit_room_member_t  *m;
+
+    while (!ngx_queue_empty(&sio->checks)) {
+        q = ngx_queue_head(&sio->checks);
+        chk = ngx_queue_data(q, orbit_rt_check_t, queue);
+        ngx_queue_remove(q);
+        ngx_destroy_pool(chk->pool);        /* cancels its query */
+    }
 
     while (!ngx_queue_empty(&sio->ops)) {
         q = ngx_queue_head(&sio->ops);
-        op = ngx_queue_data(q, orbit_sio_join_t, queue);
+        op = ngx_queue_data(q, orbit_sio_op_t, queue);
         ngx_queue_remove(q);
         ngx_destroy_pool(op->pool);         /* cancels its query */
     }
@@ -642,17 +650,8 @@ orbit_sio_member(orbit_sio_t *sio, ngx_str_t *room)
 static void
 orbit_sio_join(orbit_sio_t *sio, ngx_int_t ack, json_t *arg)
 {
-    const char         *id, **v;
-    ngx_pool_t         *pool;
-    orbit_pg_pool_t    *pg;
-    orbit_pg_query_t   *q;
-    orbit_sio_join_t   *op;
-
-    /* the conversation is the tenant's, and the user may see it */
-    static const char  sql[] =
-        "SELECT 1 FROM conversations"
-        " WHERE id = $1::uuid AND tenant_id = $2::uuid"
-        "   AND ($3::text <> 'AGENT' OR assignee_id = $4::uuid)";
+    const char        *id;
+    orbit_rt_check_t  *chk;
 
     id = orbit_sio_conversation_id(arg);
 
@@ -661,104 +660,55 @@ orbit_sio_join(orbit_sio_t *sio, ngx_int_t ack, json_t *arg)
         return;
     }
 
-    pg = ngx_http_orbit_pg();
-
-    pool = ngx_create_pool(1024, sio->log);
-    if (pool == NULL) {
-        return;
-    }
-
-    op = ngx_pcalloc(pool, sizeof(orbit_sio_join_t));
-    v = ngx_palloc(pool, 4 * sizeof(char *));
-    q = orbit_pg_query_create(pool);
-
-    if (op == NULL || v == NULL || q == NULL || pg == NULL) {
-        ngx_destroy_pool(pool);
+    chk = orbit_rt_check_conversation(id, &sio->tenant_id, &sio->user_id,
+                                      sio->role, sizeof(ngx_int_t),
+                                      orbit_sio_join_checked, sio, sio->log);
+    if (chk == NULL) {
         orbit_sio_ack(sio, ack, "the conversation cannot be checked now");
         return;
     }
 
-    op->pool = pool;
-    op->sio = sio;
-    op->ack = ack;
-    op->room.len = sizeof("conversation:") - 1 + ngx_strlen(id);
-    op->room.data = ngx_pnalloc(pool, op->room.len);
+    *(ngx_int_t *) chk->ctx = ack;
 
-    /* the values outlive the packet: the query may wait for a connection */
-    v[0] = orbit_sio_strdup(pool, id);
-    v[1] = orbit_sio_cstr(pool, &sio->tenant_id);
-    v[2] = orbit_auth_role_name(sio->role);
-    v[3] = orbit_sio_cstr(pool, &sio->user_id);
-
-    if (op->room.data == NULL || v[0] == NULL || v[1] == NULL
-        || v[3] == NULL)
-    {
-        ngx_destroy_pool(pool);
-        return;
-    }
-
-    ngx_sprintf(op->room.data, "conversation:%s", id);
-
-    q->sql = sql;
-    q->nparams = 4;
-    q->values = v;
-    q->prepare = 1;
-    q->handler = orbit_sio_join_checked;
-    q->data = op;
-
-    if (orbit_pg_query_send(pg, q) != NGX_OK) {
-        ngx_destroy_pool(pool);
-        orbit_sio_ack(sio, ack, "the conversation cannot be checked now");
-        return;
-    }
-
-    ngx_queue_insert_tail(&sio->ops, &op->queue);
+    /* in the socket's checks: its closing cancels them */
+    ngx_queue_insert_tail(&sio->checks, &chk->queue);
 }
 
 
 static void
-orbit_sio_join_checked(orbit_pg_query_t *q, PGresult *res)
+orbit_sio_join_checked(orbit_rt_check_t *chk, ngx_int_t rc)
 {
-    orbit_sio_join_t  *op = q->data;
+    orbit_sio_t  *sio = chk->data;
 
-    orbit_sio_t          *sio;
+    ngx_int_t             ack;
     orbit_room_member_t  *m;
 
-    sio = op->sio;
-    ngx_queue_remove(&op->queue);
+    ack = *(ngx_int_t *) chk->ctx;
+    ngx_queue_remove(&chk->queue);
 
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        ngx_log_error(NGX_LOG_ERR, sio->log, 0,
-                      "socket.io: join_conversation check failed: %s%V",
-                      res ? PQresultErrorMessage(res) : "", &q->error);
-        orbit_sio_ack(sio, op->ack, "the conversation cannot be checked now");
-        goto done;
+    if (rc == NGX_ERROR) {
+        orbit_sio_ack(sio, ack, "the conversation cannot be checked now");
+        return;
     }
 
-    if (PQntuples(res) == 0) {
-        /* another tenant's, unassigned to this agent, or none at all */
-        orbit_sio_ack(sio, op->ack, "conversation not found");
-        goto done;
+    if (rc == NGX_DECLINED) {
+        orbit_sio_ack(sio, ack, "conversation not found");
+        return;
     }
 
-    if (orbit_sio_member(sio, &op->room) == NULL) {
-        m = orbit_room_join(&op->room, orbit_sio_deliver, sio, sio->log);
+    if (orbit_sio_member(sio, &chk->room) == NULL) {
+        m = orbit_room_join(&chk->room, orbit_sio_deliver, sio, sio->log);
 
         if (m == NULL) {
-            orbit_sio_ack(sio, op->ack, "the room cannot be joined now");
-            goto done;
+            orbit_sio_ack(sio, ack, "the room cannot be joined now");
+            return;
         }
 
         ngx_queue_insert_tail(&sio->rooms, &m->link);
         orbit_sio_session_save(sio);
     }
 
-    orbit_sio_ack(sio, op->ack, NULL);
-
-done:
-
-    /* q and res belong to the pool only until the handler returns */
-    ngx_destroy_pool(op->pool);
+    orbit_sio_ack(sio, ack, NULL);
 }
 
 
@@ -1019,34 +969,6 @@ orbit_sio_closed(orbit_ws_t *ws)
     }
 
     orbit_sio_disconnect(sio);
-}
-
-
-static char *
-orbit_sio_cstr(ngx_pool_t *pool, ngx_str_t *s)
-{
-    u_char  *p;
-
-    p = ngx_pnalloc(pool, s->len + 1);
-    if (p == NULL) {
-        return NULL;
-    }
-
-    *ngx_cpymem(p, s->data, s->len) = '\0';
-
-    return (char *) p;
-}
-
-
-static char *
-orbit_sio_strdup(ngx_pool_t *pool, const char *s)
-{
-    ngx_str_t  str;
-
-    str.data = (u_char *) s;
-    str.len = ngx_strlen(s);
-
-    return orbit_sio_cstr(pool, &str);
 }
 
 
@@ -1513,14 +1435,14 @@ orbit_sio_presence(orbit_sio_t *sio, ngx_int_t ack)
 {
     ngx_pool_t         *pool;
     orbit_redis_cmd_t  *cmd;
-    orbit_sio_join_t   *op;
+    orbit_sio_op_t     *op;
 
     pool = ngx_create_pool(1024, sio->log);
     if (pool == NULL) {
         return;
     }
 
-    op = ngx_pcalloc(pool, sizeof(orbit_sio_join_t));
+    op = ngx_pcalloc(pool, sizeof(orbit_sio_op_t));
     cmd = orbit_redis_cmd_create(pool);
 
     if (op == NULL || cmd == NULL) {
@@ -1551,7 +1473,7 @@ orbit_sio_presence(orbit_sio_t *sio, ngx_int_t ack)
 static void
 orbit_sio_presence_found(orbit_redis_cmd_t *cmd, redisReply *reply)
 {
-    orbit_sio_join_t  *op = cmd->data;
+    orbit_sio_op_t  *op = cmd->data;
 
     u_char       *buf, *p;
     size_t        i, len;
