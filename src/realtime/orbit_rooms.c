@@ -160,6 +160,31 @@ orbit_room_name(orbit_room_member_t *m)
 }
 
 
+orbit_room_member_t *
+orbit_room_find(ngx_queue_t *rooms, ngx_str_t *room)
+{
+    ngx_queue_t          *q;
+    ngx_str_t            *name;
+    orbit_room_member_t  *m;
+
+    for (q = ngx_queue_head(rooms);
+         q != ngx_queue_sentinel(rooms);
+         q = ngx_queue_next(q))
+    {
+        m = ngx_queue_data(q, orbit_room_member_t, link);
+        name = &m->room->sn.str;
+
+        if (name->len == room->len
+            && ngx_strncmp(name->data, room->data, room->len) == 0)
+        {
+            return m;
+        }
+    }
+
+    return NULL;
+}
+
+
 static void
 orbit_room_message(void *data, ngx_str_t *channel, ngx_str_t *payload)
 {

@@ -66,6 +66,9 @@ void orbit_room_leave(orbit_room_member_t *m);
 /* the room's name of a member */
 ngx_str_t *orbit_room_name(orbit_room_member_t *m);
 
+/* a socket's membership of room, in its list of members (by ->link) */
+orbit_room_member_t *orbit_room_find(ngx_queue_t *rooms, ngx_str_t *room);
+
 /*
  * Publishes event name with JSON data to room, logged in the tenant's
  * event log.  from names a socket that should not hear it (or NULL).

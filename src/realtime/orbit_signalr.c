@@ -120,8 +120,6 @@ static void orbit_sr_leave_session(orbit_sr_t *sr, const char *inv,
 static void orbit_sr_typing(orbit_sr_t *sr, const char *inv, json_t *args);
 static const char *orbit_sr_session_id(json_t *args);
 static ngx_int_t orbit_sr_join(orbit_sr_t *sr, ngx_str_t *room);
-static orbit_room_member_t *orbit_sr_member(orbit_sr_t *sr,
-    ngx_str_t *room);
 static void orbit_sr_deliver(orbit_room_member_t *m, orbit_rt_event_t *ev);
 static void orbit_sr_completion(orbit_sr_t *sr, const char *inv,
     const char *error);
@@ -963,7 +961,7 @@ orbit_sr_leave_session(orbit_sr_t *sr, const char *inv, json_t *args)
     room.data = buf;
     room.len = ngx_sprintf(buf, "conversation:%s", id) - buf;
 
-    m = orbit_sr_member(sr, &room);
+    m = orbit_room_find(&sr->rooms, &room);
 
     if (m) {
         ngx_queue_remove(&m->link);
@@ -995,7 +993,7 @@ orbit_sr_typing(orbit_sr_t *sr, const char *inv, json_t *args)
     room.data = buf;
     room.len = ngx_sprintf(buf, "conversation:%s", id) - buf;
 
-    if (orbit_sr_member(sr, &room) == NULL) {
+    if (orbit_room_find(&sr->rooms, &room) == NULL) {
         orbit_sr_completion(sr, inv, "Join the chat session first");
         return;
     }
@@ -1046,7 +1044,7 @@ orbit_sr_join(orbit_sr_t *sr, ngx_str_t *room)
 {
     orbit_room_member_t  *m;
 
-    if (orbit_sr_member(sr, room)) {
+    if (orbit_room_find(&sr->rooms, room)) {
         return NGX_OK;
     }
 
@@ -1058,31 +1056,6 @@ orbit_sr_join(orbit_sr_t *sr, ngx_str_t *room)
     ngx_queue_insert_tail(&sr->rooms, &m->link);
 
     return NGX_OK;
-}
-
-
-static orbit_room_member_t *
-orbit_sr_member(orbit_sr_t *sr, ngx_str_t *room)
-{
-    ngx_queue_t          *q;
-    ngx_str_t            *name;
-    orbit_room_member_t  *m;
-
-    for (q = ngx_queue_head(&sr->rooms);
-         q != ngx_queue_sentinel(&sr->rooms);
-         q = ngx_queue_next(q))
-    {
-        m = ngx_queue_data(q, orbit_room_member_t, link);
-        name = orbit_room_name(m);
-
-        if (name->len == room->len
-            && ngx_strncmp(name->data, room->data, room->len) == 0)
-        {
-            return m;
-        }
-    }
-
-    return NULL;
 }
 
 

@@ -122,8 +122,6 @@ static void orbit_sio_presence_found(orbit_redis_cmd_t *cmd,
     redisReply *reply);
 static void orbit_sio_alive(orbit_sio_t *sio, ngx_uint_t alive);
 static const char *orbit_sio_conversation_id(json_t *arg);
-static orbit_room_member_t *orbit_sio_member(orbit_sio_t *sio,
-    ngx_str_t *room);
 static void orbit_sio_deliver(orbit_room_member_t *m, orbit_rt_event_t *ev);
 static void orbit_sio_ack(orbit_sio_t *sio, ngx_int_t ack, const char *error);
 static void orbit_sio_send(orbit_sio_t *sio, const char *fmt, ...);
@@ -622,31 +620,6 @@ orbit_sio_conversation_id(json_t *arg)
 }
 
 
-static orbit_room_member_t *
-orbit_sio_member(orbit_sio_t *sio, ngx_str_t *room)
-{
-    ngx_queue_t          *q;
-    ngx_str_t            *name;
-    orbit_room_member_t  *m;
-
-    for (q = ngx_queue_head(&sio->rooms);
-         q != ngx_queue_sentinel(&sio->rooms);
-         q = ngx_queue_next(q))
-    {
-        m = ngx_queue_data(q, orbit_room_member_t, link);
-        name = orbit_room_name(m);
-
-        if (name->len == room->len
-            && ngx_strncmp(name->data, room->data, room->len) == 0)
-        {
-            return m;
-        }
-    }
-
-    return NULL;
-}
-
-
 static void
 orbit_sio_join(orbit_sio_t *sio, ngx_int_t ack, json_t *arg)
 {
@@ -696,7 +669,7 @@ orbit_sio_join_checked(orbit_rt_check_t *chk, ngx_int_t rc)
         return;
     }
 
-    if (orbit_sio_member(sio, &chk->room) == NULL) {
+    if (orbit_room_find(&sio->rooms, &chk->room) == NULL) {
         m = orbit_room_join(&chk->room, orbit_sio_deliver, sio, sio->log);
 
         if (m == NULL) {
@@ -730,7 +703,7 @@ orbit_sio_leave(orbit_sio_t *sio, ngx_int_t ack, json_t *arg)
     room.data = buf;
     room.len = ngx_sprintf(buf, "conversation:%s", id) - buf;
 
-    m = orbit_sio_member(sio, &room);
+    m = orbit_room_find(&sio->rooms, &room);
 
     if (m) {
         ngx_queue_remove(&m->link);
@@ -764,7 +737,7 @@ orbit_sio_typing(orbit_sio_t *sio, ngx_int_t ack, json_t *arg)
     room.data = buf;
     room.len = ngx_sprintf(buf, "conversation:%s", id) - buf;
 
-    m = orbit_sio_member(sio, &room);
+    m = orbit_room_find(&sio->rooms, &room);
 
     if (m == NULL) {
         orbit_sio_ack(sio, ack, "join the conversation first");
@@ -1072,7 +1045,7 @@ orbit_sio_session_found(orbit_redis_cmd_t *cmd, redisReply *reply)
         room.len = (nl ? nl : end) - p;
         p = nl ? nl + 1 : end;
 
-        if (room.len == 0 || orbit_sio_member(sio, &room)) {
+        if (room.len == 0 || orbit_room_find(&sio->rooms, &room)) {
             continue;
         }
 
@@ -1411,7 +1384,7 @@ orbit_sio_room_joined(orbit_sio_t *sio, ngx_str_t *room)
         }
     }
 
-    return orbit_sio_member(sio, room) ? NGX_OK : NGX_DECLINED;
+    return orbit_room_find(&sio->rooms, room) ? NGX_OK : NGX_DECLINED;
 }
 
 
