@@ -79,6 +79,20 @@ orbit_migrate(const char *conninfo, const char *hostaddr, const char *dir,
         }
     }
 
+    /*
+     * What must be redone at every start, whatever the version: the
+     * migrations define it (the months of the messages' partitions).
+     */
+
+    if (orbit_migrate_exec(pg, "SELECT orbit_maintenance()"
+                               " WHERE to_regproc('orbit_maintenance')"
+                               " IS NOT NULL",
+                           PGRES_TUPLES_OK, "orbit_maintenance()", err,
+                           errlen) != 0)
+    {
+        goto done;
+    }
+
     rc = 0;
 
 done:

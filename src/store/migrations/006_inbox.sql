@@ -1,0 +1,498 @@
+-- OrbitDesk 006: the inbox — channel connections, contact identities,
+-- messages, the job queue, and the one call the inbound pipeline makes.
+--
+-- A provider's webhook becomes one call of orbit_inbound(items): it routes
+-- each item to its tenant by (channel, account), upserts the contact and
+-- the conversation, inserts the message once per provider message id,
+-- keeps the counters and enqueues the flow trigger, all in the webhook's
+-- one transaction (ARCHITECTURE.md, "Inbound message path").
+
+
+-- A tenant's account on a channel.  account_id is the provider's name of
+-- the account, unique per channel, and the key inbound webhooks are routed
+-- by: WhatsApp's phone-number id, a Telegram bot's id, a page id, an inbox
+-- address, a Twilio number, a live-chat widget key, an API channel's id.
+-- credentials: AES-256-GCM of a JSON object (12-byte nonce, ciphertext,
+-- 16-byte tag) under ENCRYPTION_KEY of the secrets file; never returned.
+-- credentials_hint: the same keys, each value masked to its last four
+-- characters, for the responses.
+CREATE TABLE channel_connections (
+    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id         uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    channel           text NOT NULL CHECK (channel IN ('whatsapp', 'telegram',
+                      'messenger', 'instagram', 'email', 'sms', 'livechat',
+                      'api')),
+    name              text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+    account_id        text NOT NULL
+                      CHECK (length(account_id) BETWEEN 1 AND 200),
+    config            jsonb NOT NULL DEFAULT '{}'
+                      CHECK (jsonb_typeof(config) = 'object'),
+    credentials       bytea,
+    credentials_hint  jsonb NOT NULL DEFAULT '{}'
+                      CHECK (jsonb_typeof(credentials_hint) = 'object'),
+    status            text NOT NULL DEFAULT 'active'
+                      CHECK (status IN ('active', 'disabled')),
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT channel_connections_account_key UNIQUE (channel, account_id)
+);
+
+CREATE INDEX channel_connections_tenant_idx
+    ON channel_connections (tenant_id, created_at DESC, id DESC);
+
+
+-- A contact as a channel knows them: a WhatsApp wa_id, a Telegram chat
+-- id, a page-scoped id, an address, a live-chat visitor.  Only phones are
+-- contacts' own field, so a contact met on a channel without phones has
+-- none.
+ALTER TABLE contacts ALTER COLUMN phone DROP NOT NULL;
+
+CREATE TABLE contact_identities (
+    tenant_id    uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    channel      text NOT NULL,
+    external_id  text NOT NULL CHECK (length(external_id) BETWEEN 1 AND 320),
+    contact_id   uuid NOT NULL REFERENCES contacts (id) ON DELETE CASCADE,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, channel, external_id)
+);
+
+CREATE INDEX contact_identities_contact_idx
+    ON contact_identities (contact_id);
+
+
+-- Conversations: one per contact and connection.  A customer who writes
+-- again after "resolved" reopens the same conversation, so an agent sees
+-- the whole history in one place.
+ALTER TABLE conversations
+    ADD COLUMN connection_id uuid
+        REFERENCES channel_connections (id) ON DELETE SET NULL,
+    ADD COLUMN last_message jsonb;
+
+CREATE UNIQUE INDEX conversations_connection_contact_key
+    ON conversations (connection_id, contact_id)
+    WHERE connection_id IS NOT NULL;
+
+-- the inbox's filters that the activity index does not serve well
+CREATE INDEX conversations_tenant_unread_idx
+    ON conversations (tenant_id, last_message_at DESC NULLS LAST, id DESC)
+    WHERE unread_count > 0;
+
+CREATE INDEX conversations_tags_idx ON conversations USING gin (tags);
+
+
+-- Messages, partitioned by month of created_at.  A message is found by
+-- (id, created_at) or through its conversation's index; a provider's id
+-- leads to it through message_refs.
+--   direction  inbound (from the contact) | outbound (an agent, a flow,
+--              the API)
+--   status     received (inbound) | queued -> sent -> delivered -> read,
+--              or failed with error {code, title}; a private note is
+--              'sent' the moment it is stored and never leaves the inbox
+--   statuses   when each status was reached: {"sent": epoch s, ...}; the
+--              provider's updates arrive in any order
+CREATE TABLE messages (
+    id                   uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id            uuid NOT NULL,
+    conversation_id      uuid NOT NULL,
+    direction            text NOT NULL
+                         CHECK (direction IN ('inbound', 'outbound')),
+    type                 text NOT NULL CHECK (type IN ('text', 'image',
+                         'video', 'audio', 'document', 'sticker', 'location',
+                         'contacts', 'interactive', 'button', 'reaction',
+                         'template', 'order', 'unsupported')),
+    content              jsonb NOT NULL
+                         CHECK (jsonb_typeof(content) = 'object'),
+    status               text NOT NULL CHECK (status IN ('received', 'queued',
+                         'sent', 'delivered', 'read', 'failed')),
+    private              boolean NOT NULL DEFAULT false,
+    sender_id            uuid,
+    reply_to_id          uuid,
+    provider_message_id  text,
+    error                jsonb,
+    statuses             jsonb NOT NULL DEFAULT '{}',
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    updated_at           timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, created_at)
+) PARTITION BY RANGE (created_at);
+
+-- a conversation's messages, newest first (the messages list's keyset)
+CREATE INDEX messages_conversation_idx
+    ON messages (conversation_id, created_at DESC, id DESC);
+
+-- A row outside every month's partition lands here rather than failing
+-- the webhook; orbit_messages_partitions() keeps months ahead so it stays
+-- empty.
+CREATE TABLE messages_default PARTITION OF messages DEFAULT;
+
+-- Creates the partitions of this month and the next `ahead` months.  Run
+-- by the migration and by every start of the master (orbit_migrate).
+CREATE FUNCTION orbit_messages_partitions(ahead integer DEFAULT 3)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    m     date := date_trunc('month', now())::date;
+    name  text;
+BEGIN
+    FOR i IN 0 .. ahead LOOP
+        name := 'messages_' || to_char(m, 'YYYY_MM');
+
+        IF to_regclass(name) IS NULL THEN
+            EXECUTE format('CREATE TABLE %I PARTITION OF messages '
+                           'FOR VALUES FROM (%L) TO (%L)',
+                           name, m, (m + interval '1 month')::date);
+        END IF;
+
+        m := (m + interval '1 month')::date;
+    END LOOP;
+END
+$$;
+
+SELECT orbit_messages_partitions();
+
+-- Run by orbit_migrate after the migrations at every start of the master
+-- (and, once the job queue runs it, daily): what time makes necessary.
+CREATE FUNCTION orbit_maintenance() RETURNS void
+LANGUAGE sql AS $$
+    SELECT orbit_messages_partitions(3)
+$$;
+
+
+-- A provider's message id, once per connection: the inbound dedupe (the
+-- same webhook delivered twice stores one message) and the way statuses,
+-- which name only the provider's id, find their message.
+CREATE TABLE message_refs (
+    connection_id        uuid NOT NULL
+                         REFERENCES channel_connections (id) ON DELETE CASCADE,
+    provider_message_id  text NOT NULL
+                         CHECK (length(provider_message_id) BETWEEN 1 AND 256),
+    tenant_id            uuid NOT NULL,
+    conversation_id      uuid NOT NULL,
+    message_id           uuid NOT NULL,
+    message_created_at   timestamptz NOT NULL,
+    PRIMARY KEY (connection_id, provider_message_id)
+);
+
+
+-- Counters of the inbox, kept with the writes (rule 7).
+ALTER TABLE tenant_counters
+    ADD COLUMN messages_month        date,
+    ADD COLUMN messages_in_month     bigint NOT NULL DEFAULT 0,
+    ADD COLUMN unread_conversations  bigint NOT NULL DEFAULT 0
+        CHECK (unread_conversations >= 0);
+
+
+-- Background work (src/jobs): claimed with FOR UPDATE SKIP LOCKED by any
+-- worker of any node; an insert wakes the workers (NOTIFY orbit_jobs at
+-- commit).  A worker claims only the kinds it has a handler for, so a job
+-- whose engine is not built yet (flow.trigger before the flow engine)
+-- waits in the table.
+--   status        queued -> running -> done | failed; a running job whose
+--                 lease (locked_until) passed is claimable again
+--   run_at        not before (backoff of retries, delays)
+CREATE TABLE jobs (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id     uuid REFERENCES tenants (id) ON DELETE CASCADE,
+    kind          text NOT NULL CHECK (length(kind) BETWEEN 1 AND 64),
+    payload       jsonb NOT NULL DEFAULT '{}',
+    status        text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued',
+                  'running', 'done', 'failed')),
+    run_at        timestamptz NOT NULL DEFAULT now(),
+    attempts      integer NOT NULL DEFAULT 0,
+    max_attempts  integer NOT NULL DEFAULT 8 CHECK (max_attempts >= 1),
+    locked_until  timestamptz,
+    locked_by     text,
+    last_error    text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX jobs_due_idx ON jobs (kind, run_at) WHERE status = 'queued';
+CREATE INDEX jobs_lease_idx ON jobs (locked_until) WHERE status = 'running';
+
+-- the payload names the kind, so a worker wakes only for work it has
+CREATE FUNCTION jobs_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('orbit_jobs', kind)
+    FROM (SELECT DISTINCT kind FROM new_jobs) k;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_notify AFTER INSERT ON jobs
+    REFERENCING NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_notify();
+
+
+-- The API's shapes of a message and of a conversation, one definition for
+-- the REST handlers and the pipeline's real-time events.
+CREATE FUNCTION orbit_message_json(m messages) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', m.id, 'conversationId', m.conversation_id,
+        'direction', m.direction, 'type', m.type, 'content', m.content,
+        'status', m.status, 'private', m.private, 'senderId', m.sender_id,
+        'replyToId', m.reply_to_id,
+        'providerMessageId', m.provider_message_id, 'error', m.error,
+        'statuses', m.statuses, 'createdAt', m.created_at,
+        'updatedAt', m.updated_at)
+$$;
+
+CREATE FUNCTION orbit_conversation_json(c conversations, k contacts)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', c.id, 'channel', c.channel, 'connectionId', c.connection_id,
+        'status', c.status, 'assigneeId', c.assignee_id, 'tags', c.tags,
+        'unreadCount', c.unread_count, 'lastMessage', c.last_message,
+        'lastMessageAt', c.last_message_at,
+        'contact', jsonb_build_object('id', k.id, 'name', k.name,
+                                      'phone', k.phone, 'email', k.email,
+                                      'avatarUrl', k.avatar_url),
+        'createdAt', c.created_at, 'updatedAt', c.updated_at)
+$$;
+
+-- what an inbox row shows of its newest message
+CREATE FUNCTION orbit_message_preview(m messages) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object(
+        'id', m.id, 'direction', m.direction, 'type', m.type,
+        'text', left(coalesce(m.content ->> 'text', m.content ->> 'caption',
+                              m.content ->> 'emoji', ''), 200),
+        'status', m.status, 'createdAt', m.created_at)
+$$;
+
+
+-- The rank of a status: an update applies only when it moves forward, so
+-- a "delivered" that arrives after "read" changes nothing.  failed comes
+-- after sent and delivered (the provider can fail a message it accepted)
+-- but not after read.
+CREATE FUNCTION orbit_status_rank(s text) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE s WHEN 'queued' THEN 0 WHEN 'sent' THEN 1
+                  WHEN 'delivered' THEN 2 WHEN 'failed' THEN 3
+                  WHEN 'read' THEN 4 ELSE -1 END
+$$;
+
+
+-- The inbound pipeline's one call.  items: a JSON array of what channel
+-- adapters normalized (src/channels/orbit_channel.h):
+--   {"kind":"message", "channel", "account", "contact":{"externalId",
+--    "phone"?, "name"?}, "providerMessageId", "type", "content":{...},
+--    "replyTo"?: provider id, "timestamp"?: epoch s}
+--   {"kind":"status", "channel", "account", "providerMessageId",
+--    "status":"sent|delivered|read|failed", "timestamp"?, "error"?}
+-- Returns an array, one result per item in order:
+--   {"ok":true, "tenantId", "conversationId", "event":"new_message",
+--    "data":{message with "conversation"}, "duplicate":false}
+--   {"ok":true, "tenantId", "conversationId", "event":"message_status",
+--    "data":{"messageId","conversationId","status","error"}}
+--   {"ok":true, "duplicate":true} / {"ok":true, "stale":true}
+--   {"ok":false, "reason":"unknown_account" | "unknown_message"}
+CREATE FUNCTION orbit_inbound(items jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    it        jsonb;
+    out       jsonb := '[]';
+    cn        channel_connections;
+    ref       message_refs;
+    k         contacts;
+    cv        conversations;
+    m         messages;
+    cid       uuid;
+    phone     text;
+    reply_id  uuid;
+    at        timestamptz;
+    was_read  boolean;
+    created   boolean;
+BEGIN
+    FOR it IN SELECT * FROM jsonb_array_elements(items) LOOP
+
+        SELECT * INTO cn FROM channel_connections
+        WHERE channel = it ->> 'channel' AND account_id = it ->> 'account'
+              AND status = 'active';
+
+        IF NOT FOUND THEN
+            out := out || jsonb_build_array(jsonb_build_object(
+                'ok', false, 'reason', 'unknown_account'));
+            CONTINUE;
+        END IF;
+
+        at := coalesce(to_timestamp((it ->> 'timestamp')::double precision),
+                       now());
+
+        IF it ->> 'kind' = 'status' THEN
+            SELECT * INTO ref FROM message_refs
+            WHERE connection_id = cn.id
+                  AND provider_message_id = it ->> 'providerMessageId';
+
+            IF NOT FOUND THEN
+                out := out || jsonb_build_array(jsonb_build_object(
+                    'ok', false, 'reason', 'unknown_message'));
+                CONTINUE;
+            END IF;
+
+            UPDATE messages SET
+                status = CASE WHEN orbit_status_rank(it ->> 'status')
+                                   > orbit_status_rank(status)
+                              THEN it ->> 'status' ELSE status END,
+                error = CASE WHEN it ->> 'status' = 'failed'
+                             THEN it -> 'error' ELSE error END,
+                statuses = statuses || jsonb_build_object(it ->> 'status',
+                                           extract(epoch FROM at)::bigint),
+                updated_at = now()
+            WHERE id = ref.message_id AND created_at = ref.message_created_at
+            RETURNING * INTO m;
+
+            out := out || jsonb_build_array(jsonb_build_object(
+                'ok', true, 'tenantId', ref.tenant_id,
+                'conversationId', ref.conversation_id,
+                'event', 'message_status',
+                'data', jsonb_build_object('messageId', m.id,
+                    'conversationId', m.conversation_id,
+                    'status', m.status, 'error', m.error,
+                    'statuses', m.statuses)));
+            CONTINUE;
+        END IF;
+
+        -- a message: once per provider id (the insert of its ref below
+        -- settles a race of two deliveries of one webhook)
+        PERFORM 1 FROM message_refs
+        WHERE connection_id = cn.id
+              AND provider_message_id = it ->> 'providerMessageId';
+
+        IF FOUND THEN
+            out := out || jsonb_build_array(jsonb_build_object(
+                'ok', true, 'duplicate', true));
+            CONTINUE;
+        END IF;
+
+        -- the contact: by this channel's id, else by phone, else new
+        SELECT contact_id INTO cid FROM contact_identities
+        WHERE tenant_id = cn.tenant_id AND channel = cn.channel
+              AND external_id = it #>> '{contact,externalId}';
+
+        IF NOT FOUND THEN
+            phone := it #>> '{contact,phone}';
+            cid := NULL;
+
+            IF phone IS NOT NULL THEN
+                SELECT id INTO cid FROM contacts
+                WHERE tenant_id = cn.tenant_id AND contacts.phone = phone;
+            END IF;
+
+            IF cid IS NULL THEN
+                INSERT INTO contacts (tenant_id, phone, name)
+                VALUES (cn.tenant_id, phone,
+                        nullif(left(it #>> '{contact,name}', 200), ''))
+                ON CONFLICT (tenant_id, phone) DO UPDATE
+                    SET updated_at = now()
+                RETURNING id, xmax = 0 INTO cid, created;
+
+                IF created THEN
+                    INSERT INTO tenant_counters AS tc (tenant_id, contacts)
+                    VALUES (cn.tenant_id, 1)
+                    ON CONFLICT (tenant_id) DO UPDATE
+                        SET contacts = tc.contacts + 1, updated_at = now();
+
+                    INSERT INTO domain_events (tenant_id, type, payload)
+                    VALUES (cn.tenant_id, 'contact_created',
+                            jsonb_build_object('contactId', cid,
+                                'phone', phone, 'tags', '[]'::jsonb,
+                                'source', cn.channel));
+                END IF;
+            END IF;
+
+            INSERT INTO contact_identities (tenant_id, channel, external_id,
+                                            contact_id)
+            VALUES (cn.tenant_id, cn.channel, it #>> '{contact,externalId}',
+                    cid)
+            ON CONFLICT DO NOTHING;
+        END IF;
+
+        SELECT * INTO k FROM contacts WHERE id = cid;
+
+        -- the conversation: this contact on this connection, reopened
+        INSERT INTO conversations AS c (tenant_id, contact_id, channel,
+                                        connection_id)
+        VALUES (cn.tenant_id, cid, cn.channel, cn.id)
+        ON CONFLICT (connection_id, contact_id)
+            WHERE connection_id IS NOT NULL
+        DO UPDATE SET status = CASE WHEN c.status IN ('resolved', 'pending')
+                                    THEN CASE WHEN c.assignee_id IS NULL
+                                              THEN 'open' ELSE 'assigned'
+                                         END
+                                    ELSE c.status END
+        RETURNING * INTO cv;
+
+        INSERT INTO message_refs (connection_id, provider_message_id,
+                                  tenant_id, conversation_id, message_id,
+                                  message_created_at)
+        VALUES (cn.id, it ->> 'providerMessageId', cn.tenant_id, cv.id,
+                gen_random_uuid(), now())
+        ON CONFLICT DO NOTHING
+        RETURNING * INTO ref;
+
+        IF NOT FOUND THEN
+            out := out || jsonb_build_array(jsonb_build_object(
+                'ok', true, 'duplicate', true));
+            CONTINUE;
+        END IF;
+
+        reply_id := NULL;
+        IF it ->> 'replyTo' IS NOT NULL THEN
+            SELECT message_id INTO reply_id FROM message_refs
+            WHERE connection_id = cn.id
+                  AND provider_message_id = it ->> 'replyTo';
+        END IF;
+
+        INSERT INTO messages (id, tenant_id, conversation_id, direction,
+                              type, content, status, reply_to_id,
+                              provider_message_id, statuses, created_at)
+        VALUES (ref.message_id, cn.tenant_id, cv.id, 'inbound',
+                it ->> 'type', it -> 'content', 'received', reply_id,
+                it ->> 'providerMessageId',
+                jsonb_build_object('sent', extract(epoch FROM at)::bigint),
+                ref.message_created_at)
+        RETURNING * INTO m;
+
+        was_read := cv.unread_count = 0;
+
+        UPDATE conversations SET
+            unread_count = unread_count + 1,
+            last_message = orbit_message_preview(m),
+            last_message_at = m.created_at,
+            updated_at = now()
+        WHERE id = cv.id
+        RETURNING * INTO cv;
+
+        INSERT INTO tenant_counters AS tc (tenant_id, messages_month,
+                                           messages_in_month,
+                                           unread_conversations)
+        VALUES (cn.tenant_id, date_trunc('month', now())::date, 1,
+                CASE WHEN was_read THEN 1 ELSE 0 END)
+        ON CONFLICT (tenant_id) DO UPDATE SET
+            messages_in_month = CASE
+                WHEN tc.messages_month = excluded.messages_month
+                THEN tc.messages_in_month + 1 ELSE 1 END,
+            messages_month = excluded.messages_month,
+            unread_conversations = tc.unread_conversations
+                                   + excluded.unread_conversations,
+            updated_at = now();
+
+        INSERT INTO jobs (tenant_id, kind, payload)
+        VALUES (cn.tenant_id, 'flow.trigger', jsonb_build_object(
+            'event', 'message_received', 'messageId', m.id,
+            'messageCreatedAt', m.created_at, 'conversationId', cv.id,
+            'contactId', cid, 'channel', cn.channel,
+            'connectionId', cn.id));
+
+        out := out || jsonb_build_array(jsonb_build_object(
+            'ok', true, 'duplicate', false, 'tenantId', cn.tenant_id,
+            'conversationId', cv.id, 'event', 'new_message',
+            'data', orbit_message_json(m)
+                    || jsonb_build_object('conversation',
+                                          orbit_conversation_json(cv, k))));
+    END LOOP;
+
+    RETURN out;
+END
+$$;
