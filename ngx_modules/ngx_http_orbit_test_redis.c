@@ -119,7 +119,8 @@ static ngx_command_t  ngx_http_orbit_test_redis_commands[] = {
       0,
       NULL },
 
-    /* ?tenant=&room=&event=&data=: orbit_rt_publish, the gateway's path */
+    /* ?tenant=&room=a[,b]&event=&data=[&to=]: orbit_rt_broadcast, the
+     * gateway's path */
     { ngx_string("orbit_test_publish"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_orbit_test_publish,
@@ -829,18 +830,23 @@ ngx_http_orbit_test_redis_pair(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t
 ngx_http_orbit_test_publish_handler(ngx_http_request_t *r)
 {
-    u_char      *dst, *src;
-    ngx_str_t    arg[4], v[4];
-    ngx_uint_t   i;
+    u_char      *dst, *src, *p, *end, *comma;
+    ngx_str_t    arg[5], v[5], rooms[ORBIT_RT_ROOMS_MAX];
+    ngx_uint_t   i, n;
 
-    static const char  *names[] = { "tenant", "room", "event", "data" };
+    static const char  *names[] = { "tenant", "room", "event", "data", "to" };
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         if (ngx_http_arg(r, (u_char *) names[i], ngx_strlen(names[i]),
                          &arg[i])
             != NGX_OK)
         {
-            return NGX_HTTP_BAD_REQUEST;
+            if (i == 4) {               /* to: optional */
+                ngx_str_null(&arg[i]);
+
+            } else {
+                return NGX_HTTP_BAD_REQUEST;
+            }
         }
 
         v[i].data = ngx_pnalloc(r->pool, arg[i].len + 1);
@@ -855,8 +861,21 @@ ngx_http_orbit_test_publish_handler(ngx_http_request_t *r)
         *dst = '\0';
     }
 
-    if (orbit_rt_publish(&v[0], &v[1], (char *) v[2].data, &v[3], NULL,
-                         r->connection->log)
+    /* room=a,b: one event to several rooms */
+
+    p = v[1].data;
+    end = p + v[1].len;
+
+    for (n = 0; p < end && n < ORBIT_RT_ROOMS_MAX; n++) {
+        comma = ngx_strlchr(p, end, ',');
+        rooms[n].data = p;
+        rooms[n].len = (comma ? comma : end) - p;
+        p = comma ? comma + 1 : end;
+    }
+
+    if (orbit_rt_broadcast(&v[0], rooms, n, arg[4].len ? &v[4] : NULL,
+                           (char *) v[2].data, &v[3], NULL,
+                           r->connection->log)
         != NGX_OK)
     {
         return NGX_HTTP_SERVICE_UNAVAILABLE;

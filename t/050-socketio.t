@@ -118,7 +118,7 @@ sub publish {
     my ($tenant, $room, $event, $data, %o) = @_;
     my $q = join '&', map { "$_->[0]=" . uri($_->[1]) }
         [ tenant => $tenant ], [ room => $room ], [ event => $event ],
-        [ data => json_of($data) ];
+        [ data => json_of($data) ], $o{to} ? [ to => $o{to} ] : ();
     my $r = $t->http_get("/publish?$q", port => $o{port} // $port);
     die "publish: $r->{status} $r->{body}" unless $r->{status} == 200;
 }
@@ -195,6 +195,39 @@ publish($ta, "tenant:$ta", 'notification', { text => 'for A' });
 ok($a1->wait_for('notification', $W), 'a tenant event reaches the admin');
 ok($ag->wait_for('notification', $W), '... and the agent of that tenant');
 ok(!$b1->wait_for('notification', 0.3), '... never the other tenant');
+
+# one event to several rooms: once to a socket in more than one of them
+publish($ta, "conversation:$conv_agent,tenant:$ta", 'new_message',
+        { n => 'both rooms' });
+ok($a1->wait_for(sub { $_[0]{event} eq 'new_message'
+                       && $_[0]{args}[0]{n} eq 'both rooms' }, $W),
+   'an event to two rooms reaches a socket in both');
+ok(!$a1->wait_for(sub { $_[0]{event} eq 'new_message'
+                        && $_[0]{args}[0]{n} eq 'both rooms' }, 0.3),
+   '... once');
+ok($ag->wait_for(sub { $_[0]{event} eq 'new_message'
+                       && $_[0]{args}[0]{n} eq 'both rooms' }, $W)
+   && !$ag->wait_for(sub { $_[0]{event} eq 'new_message'
+                           && $_[0]{args}[0]{n} eq 'both rooms' }, 0.3),
+   '... and once to the agent in both rooms too');
+
+# an audience: inbox events of a conversation reach staff and its assignee
+publish($ta, "tenant:$ta", 'new_message', { n => 'staff only' },
+        to => 'staff');
+ok($a1->wait_for(sub { $_[0]{event} eq 'new_message'
+                       && $_[0]{args}[0]{n} eq 'staff only' }, $W),
+   'an event for staff reaches the admin');
+ok(!$ag->wait_for(sub { $_[0]{event} eq 'new_message'
+                        && $_[0]{args}[0]{n} eq 'staff only' }, 0.3),
+   '... not an agent in the room');
+publish($ta, "tenant:$ta", 'new_message', { n => 'assignee' },
+        to => "staff $agent_a");
+ok($ag->wait_for(sub { $_[0]{event} eq 'new_message'
+                       && $_[0]{args}[0]{n} eq 'assignee' }, $W),
+   'an event for staff and a user reaches that agent');
+ok($a1->wait_for(sub { $_[0]{event} eq 'new_message'
+                       && $_[0]{args}[0]{n} eq 'assignee' }, $W),
+   '... and the admin');
 
 # each event is also in the tenant's log, for clients that come back
 my $redis = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
@@ -351,7 +384,7 @@ my $rss0 = worker_rss();
 my $big = { text => 'x' x 60000 };
 for my $i (1 .. 400) {
     resp($redis, 'PUBLISH', "orbit:rt:tenant:$ta",
-         "$i-0\n\nnotification\n" . json_of($big));
+         "$i-0\n\n\nnotification\n" . json_of($big));
 }
 ok(wait_until(10, sub { $t->error_log =~ /client does not read.*cut off/ }),
    'a socket that stops reading is cut off (24 MB published at it)');

@@ -38,14 +38,17 @@ static ngx_uint_t         orbit_rooms_ready;
 
 /*
  * The event and its log entry in one round trip: the stream's id is the
- * event's id, and the channel message carries it.
+ * event's id, and the channel messages carry it.  KEYS: the log, then one
+ * channel per room.  ARGV: rooms ("\n"-separated), from, to, name, data,
+ * the log's length and time to live.
  */
 static const char  orbit_rt_script[] =
-    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*',"
-    " 'r', ARGV[1], 'n', ARGV[3], 'd', ARGV[4])\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[6])\n"
-    "redis.call('PUBLISH', KEYS[2], id .. '\\n' .. ARGV[2] .. '\\n'"
-    " .. ARGV[3] .. '\\n' .. ARGV[4])\n"
+    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*',"
+    " 'r', ARGV[1], 't', ARGV[3], 'n', ARGV[4], 'd', ARGV[5])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[7])\n"
+    "local msg = id .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3] .. '\\n'"
+    " .. ARGV[4] .. '\\n' .. ARGV[5]\n"
+    "for i = 2, #KEYS do redis.call('PUBLISH', KEYS[i], msg) end\n"
     "return id";
 
 
@@ -228,19 +231,20 @@ ngx_int_t
 orbit_rt_event_parse(ngx_str_t *payload, orbit_rt_event_t *ev)
 {
     u_char     *p, *end, *nl;
-    ngx_str_t  *field[3];
+    ngx_str_t  *field[4];
     ngx_uint_t  i;
 
     ngx_memzero(ev, sizeof(orbit_rt_event_t));
 
     field[0] = &ev->id;
     field[1] = &ev->from;
-    field[2] = &ev->name;
+    field[2] = &ev->to;
+    field[3] = &ev->name;
 
     p = payload->data;
     end = p + payload->len;
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 4; i++) {
         nl = ngx_strlchr(p, end, '\n');
         if (nl == NULL) {
             return NGX_ERROR;
@@ -263,15 +267,23 @@ orbit_rt_event_parse(ngx_str_t *payload, orbit_rt_event_t *ev)
 
 
 ngx_int_t
-orbit_rt_publish(ngx_str_t *tenant, ngx_str_t *room, const char *name,
-    ngx_str_t *data, ngx_str_t *from, ngx_log_t *log)
+orbit_rt_broadcast(ngx_str_t *tenant, ngx_str_t *rooms, ngx_uint_t nrooms,
+    ngx_str_t *to, const char *name, ngx_str_t *data, ngx_str_t *from,
+    ngx_log_t *log)
 {
-    u_char             *log_key, *channel;
+    int                 argc;
+    u_char             *log_key, *channel, *list, *p;
+    size_t              len;
+    ngx_uint_t          i;
     ngx_pool_t         *pool;
     orbit_redis_t      *rd;
     orbit_redis_cmd_t  *cmd;
-    const char         *argv[11];
-    size_t              argvlen[11];
+    const char         *argv[10 + ORBIT_RT_ROOMS_MAX];
+    size_t              argvlen[10 + ORBIT_RT_ROOMS_MAX];
+
+    if (nrooms == 0 || nrooms > ORBIT_RT_ROOMS_MAX) {
+        return NGX_ERROR;
+    }
 
     rd = ngx_http_orbit_redis();
     if (rd == NULL) {
@@ -280,16 +292,21 @@ orbit_rt_publish(ngx_str_t *tenant, ngx_str_t *room, const char *name,
 
     /* the command's own pool: it lives until the reply, maybe longer
      * than the caller's connection, whose log it must not keep */
-    pool = ngx_create_pool(512, ngx_cycle->log);
+    pool = ngx_create_pool(1024, ngx_cycle->log);
     if (pool == NULL) {
         return NGX_ERROR;
     }
 
+    len = 0;
+    for (i = 0; i < nrooms; i++) {
+        len += rooms[i].len + 1;
+    }
+
     log_key = ngx_pnalloc(pool, sizeof(ORBIT_RT_LOG) + tenant->len);
-    channel = ngx_pnalloc(pool, sizeof(ORBIT_RT_CHANNEL) + room->len);
+    list = ngx_pnalloc(pool, len);
     cmd = orbit_redis_cmd_create(pool);
 
-    if (log_key == NULL || channel == NULL || cmd == NULL) {
+    if (log_key == NULL || list == NULL || cmd == NULL) {
         ngx_destroy_pool(pool);
         return NGX_ERROR;
     }
@@ -299,37 +316,131 @@ orbit_rt_publish(ngx_str_t *tenant, ngx_str_t *room, const char *name,
 
     argv[0] = "EVAL";
     argv[1] = orbit_rt_script;
-    argv[2] = "2";
     argv[3] = (char *) log_key;
-    argv[4] = (char *) channel;
-    argv[5] = (char *) room->data;
-    argv[6] = from ? (char *) from->data : "";
-    argv[7] = name;
-    argv[8] = (char *) data->data;
-    argv[9] = ORBIT_RT_LOG_MAXLEN;
-    argv[10] = ORBIT_RT_LOG_TTL;
 
     argvlen[0] = 4;
     argvlen[1] = sizeof(orbit_rt_script) - 1;
-    argvlen[2] = 1;
     argvlen[3] = ngx_sprintf(log_key, ORBIT_RT_LOG "%V", tenant) - log_key;
-    argvlen[4] = ngx_sprintf(channel, ORBIT_RT_CHANNEL "%V", room) - channel;
-    argvlen[5] = room->len;
-    argvlen[6] = from ? from->len : 0;
-    argvlen[7] = ngx_strlen(name);
-    argvlen[8] = data->len;
-    argvlen[9] = sizeof(ORBIT_RT_LOG_MAXLEN) - 1;
-    argvlen[10] = sizeof(ORBIT_RT_LOG_TTL) - 1;
 
-    if (orbit_redis_command(rd, cmd, 11, argv, argvlen) != NGX_OK) {
+    argc = 4;
+    p = list;
+
+    for (i = 0; i < nrooms; i++) {
+        channel = ngx_pnalloc(pool, sizeof(ORBIT_RT_CHANNEL) + rooms[i].len);
+        if (channel == NULL) {
+            ngx_destroy_pool(pool);
+            return NGX_ERROR;
+        }
+
+        argv[argc] = (char *) channel;
+        argvlen[argc++] = ngx_sprintf(channel, ORBIT_RT_CHANNEL "%V",
+                                      &rooms[i])
+                          - channel;
+
+        if (i) {
+            *p++ = '\n';
+        }
+
+        p = ngx_cpymem(p, rooms[i].data, rooms[i].len);
+    }
+
+    /* the number of keys, "1" to "5" */
+    argv[2] = (char *) ngx_pnalloc(pool, 2);
+    if (argv[2] == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    argvlen[2] = ngx_sprintf((u_char *) argv[2], "%ui", nrooms + 1)
+                 - (u_char *) argv[2];
+
+    argv[argc] = (char *) list;
+    argvlen[argc++] = p - list;
+    argv[argc] = from ? (char *) from->data : "";
+    argvlen[argc++] = from ? from->len : 0;
+    argv[argc] = to ? (char *) to->data : "";
+    argvlen[argc++] = to ? to->len : 0;
+    argv[argc] = name;
+    argvlen[argc++] = ngx_strlen(name);
+    argv[argc] = (char *) data->data;
+    argvlen[argc++] = data->len;
+    argv[argc] = ORBIT_RT_LOG_MAXLEN;
+    argvlen[argc++] = sizeof(ORBIT_RT_LOG_MAXLEN) - 1;
+    argv[argc] = ORBIT_RT_LOG_TTL;
+    argvlen[argc++] = sizeof(ORBIT_RT_LOG_TTL) - 1;
+
+    if (orbit_redis_command(rd, cmd, argc, argv, argvlen) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "realtime: event \"%s\" to \"%V\" not published: %V",
-                      name, room, &cmd->error);
+                      name, &rooms[0], &cmd->error);
         ngx_destroy_pool(pool);
         return NGX_ERROR;
     }
 
     return NGX_OK;
+}
+
+
+ngx_uint_t
+orbit_rt_audience(ngx_str_t *to, ngx_uint_t role, ngx_str_t *user)
+{
+    u_char  *p, *end, *word;
+    size_t   len;
+
+    if (to->len == 0) {
+        return 1;
+    }
+
+    p = to->data;
+    end = p + to->len;
+
+    while (p < end) {
+        word = p;
+
+        while (p < end && *p != ' ') {
+            p++;
+        }
+
+        len = p - word;
+        p++;
+
+        if (len == sizeof("staff") - 1
+            && ngx_strncmp(word, "staff", len) == 0)
+        {
+            if (role & (ORBIT_ROLE_ADMIN|ORBIT_ROLE_MANAGER)) {
+                return 1;
+            }
+
+            continue;
+        }
+
+        if (len == user->len && ngx_strncmp(word, user->data, len) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+ngx_uint_t
+orbit_rt_repeat(orbit_rt_last_t *last, orbit_rt_event_t *ev)
+{
+    if (ev->id.len == last->len
+        && ngx_memcmp(ev->id.data, last->id, last->len) == 0)
+    {
+        return 1;
+    }
+
+    if (ev->id.len <= ORBIT_RT_ID_MAX) {
+        last->len = ev->id.len;
+        ngx_memcpy(last->id, ev->id.data, ev->id.len);
+
+    } else {
+        last->len = 0;
+    }
+
+    return 0;
 }
 
 

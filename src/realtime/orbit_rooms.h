@@ -29,6 +29,8 @@
 #define ORBIT_RT_PROTOCOLS    2
 
 #define ORBIT_RT_ROOM_MAX     128         /* bytes of a room's name */
+#define ORBIT_RT_ROOMS_MAX    4           /* rooms of one event */
+#define ORBIT_RT_ID_MAX       48          /* bytes of an event's id */
 
 
 typedef struct orbit_room_s         orbit_room_t;
@@ -41,8 +43,23 @@ typedef struct {
     ngx_str_t                    name;     /* "new_message"... */
     ngx_str_t                    data;     /* JSON */
     ngx_str_t                    from;     /* the sending socket, or "" */
+    ngx_str_t                    to;       /* audience: "" everyone, else
+                                              "staff" and/or a user id */
     orbit_ws_frame_t            *frames[ORBIT_RT_PROTOCOLS];
 } orbit_rt_event_t;
+
+
+/*
+ * The last event a socket was given.  An event published to several rooms
+ * reaches a socket that is in more than one of them once per room, the
+ * copies one right after the other (one EVAL publishes them all, and a
+ * worker reads its one subscriber connection in order): the socket keeps
+ * the first.
+ */
+typedef struct {
+    size_t                       len;
+    u_char                       id[ORBIT_RT_ID_MAX];
+} orbit_rt_last_t;
 
 
 typedef void (*orbit_room_deliver_pt)(orbit_room_member_t *m,
@@ -70,12 +87,28 @@ ngx_str_t *orbit_room_name(orbit_room_member_t *m);
 orbit_room_member_t *orbit_room_find(ngx_queue_t *rooms, ngx_str_t *room);
 
 /*
- * Publishes event name with JSON data to room, logged in the tenant's
- * event log.  from names a socket that should not hear it (or NULL).
- * Fire and forget: NGX_OK when Redis took the command.
+ * Publishes event name with JSON data to nrooms rooms (at most
+ * ORBIT_RT_ROOMS_MAX) as one event, logged once in the tenant's event log.
+ * from names a socket that should not hear it (or NULL); to, when not
+ * NULL, limits who hears it: "staff" (admins and managers) and/or a user
+ * id, space-separated — an inbox event reaches an AGENT only for the
+ * conversations assigned to them.  Fire and forget: NGX_OK when Redis took
+ * the command.
  */
-ngx_int_t orbit_rt_publish(ngx_str_t *tenant, ngx_str_t *room,
-    const char *name, ngx_str_t *data, ngx_str_t *from, ngx_log_t *log);
+ngx_int_t orbit_rt_broadcast(ngx_str_t *tenant, ngx_str_t *rooms,
+    ngx_uint_t nrooms, ngx_str_t *to, const char *name, ngx_str_t *data,
+    ngx_str_t *from, ngx_log_t *log);
+
+#define orbit_rt_publish(tenant, room, name, data, from, log)                 \
+    orbit_rt_broadcast(tenant, room, 1, NULL, name, data, from, log)
+
+/* may a socket of user, of role, hear ev (its audience) */
+ngx_uint_t orbit_rt_audience(ngx_str_t *to, ngx_uint_t role,
+    ngx_str_t *user);
+
+/* 1: ev is the event last given (a copy from another room); else 0, and
+ * it is remembered */
+ngx_uint_t orbit_rt_repeat(orbit_rt_last_t *last, orbit_rt_event_t *ev);
 
 /*
  * May the user see conversation id, so join its room?  One statement: the
@@ -104,7 +137,7 @@ orbit_rt_check_t *orbit_rt_check_conversation(const char *id,
     ngx_str_t *tenant, ngx_str_t *user, ngx_uint_t role, size_t ctx_size,
     orbit_rt_checked_pt handler, void *data, ngx_log_t *log);
 
-/* splits a channel message "id\nfrom\nname\ndata" into ev */
+/* splits a channel message "id\nfrom\nto\nname\ndata" into ev */
 ngx_int_t orbit_rt_event_parse(ngx_str_t *payload, orbit_rt_event_t *ev);
 
 

@@ -87,6 +87,7 @@ typedef struct {
     size_t                       rec_len;
     size_t                       rec_size;
     orbit_sr_who_t               who;
+    orbit_rt_last_t              last;         /* the last event given */
 
     unsigned                     handshaken:1;
     unsigned                     closing:1;
@@ -1075,6 +1076,12 @@ orbit_sr_deliver(orbit_room_member_t *m, orbit_rt_event_t *ev)
                        sr->who.conn_id.len) == 0)
     {
         return;                 /* the sender's own typing */
+    }
+
+    if (!orbit_rt_audience(&ev->to, sr->who.role, &sr->who.user_id)
+        || orbit_rt_repeat(&sr->last, ev))
+    {
+        return;
     }
 
     f = ev->frames[ORBIT_RT_SIGNALR];

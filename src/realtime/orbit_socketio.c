@@ -79,6 +79,7 @@ typedef struct {
     ngx_queue_t                  held;         /* live, while recovering */
     uint64_t                     replayed_ms;  /* the last missed event */
     uint64_t                     replayed_seq;
+    orbit_rt_last_t              last;         /* the last event given */
 
     unsigned                     connected:1;  /* to /chat */
     unsigned                     recovering:1;
@@ -782,6 +783,12 @@ orbit_sio_deliver(orbit_room_member_t *m, orbit_rt_event_t *ev)
         return;                 /* the sender's own typing, say */
     }
 
+    if (!orbit_rt_audience(&ev->to, sio->role, &sio->user_id)
+        || orbit_rt_repeat(&sio->last, ev))
+    {
+        return;
+    }
+
     f = ev->frames[ORBIT_RT_SOCKETIO];
 
     if (f == NULL) {
@@ -1097,7 +1104,7 @@ orbit_sio_missed_found(orbit_redis_cmd_t *cmd, redisReply *reply)
     orbit_sio_t  *sio = cmd->data;
 
     size_t             i, k;
-    ngx_str_t          id, room, name, data, *field;
+    ngx_str_t          id, room, to, name, data, *field;
     redisReply        *e, *f;
     orbit_ws_frame_t  *fr;
 
@@ -1133,6 +1140,7 @@ orbit_sio_missed_found(orbit_redis_cmd_t *cmd, redisReply *reply)
         id.data = (u_char *) e->element[0]->str;
         id.len = e->element[0]->len;
         ngx_str_null(&room);
+        ngx_str_null(&to);
         ngx_str_null(&name);
         ngx_str_null(&data);
 
@@ -1145,6 +1153,7 @@ orbit_sio_missed_found(orbit_redis_cmd_t *cmd, redisReply *reply)
 
             switch (f->element[k]->str[0]) {
             case 'r': field = &room; break;
+            case 't': field = &to; break;
             case 'n': field = &name; break;
             case 'd': field = &data; break;
             default: continue;
@@ -1155,7 +1164,8 @@ orbit_sio_missed_found(orbit_redis_cmd_t *cmd, redisReply *reply)
         }
 
         if (name.len == 0 || data.len == 0
-            || orbit_sio_room_joined(sio, &room) != NGX_OK)
+            || orbit_sio_room_joined(sio, &room) != NGX_OK
+            || !orbit_rt_audience(&to, sio->role, &sio->user_id))
         {
             continue;
         }
@@ -1370,21 +1380,36 @@ orbit_sio_id(ngx_str_t *id, uint64_t *ms, uint64_t *seq)
 
 
 static ngx_int_t
-orbit_sio_room_joined(orbit_sio_t *sio, ngx_str_t *room)
+orbit_sio_room_joined(orbit_sio_t *sio, ngx_str_t *rooms)
 {
-    ngx_str_t  *tenant;
+    u_char     *p, *end, *nl;
+    ngx_str_t   room, *tenant;
 
-    if (sio->tenant_room) {
-        tenant = orbit_room_name(sio->tenant_room);
+    /* an event's rooms, "\n"-separated: is the socket in one of them */
 
-        if (tenant->len == room->len
-            && ngx_strncmp(tenant->data, room->data, room->len) == 0)
+    tenant = sio->tenant_room ? orbit_room_name(sio->tenant_room) : NULL;
+
+    p = rooms->data;
+    end = p + rooms->len;
+
+    while (p < end) {
+        nl = ngx_strlchr(p, end, '\n');
+        room.data = p;
+        room.len = (nl ? nl : end) - p;
+        p = nl ? nl + 1 : end;
+
+        if (tenant && tenant->len == room.len
+            && ngx_strncmp(tenant->data, room.data, room.len) == 0)
         {
+            return NGX_OK;
+        }
+
+        if (orbit_room_find(&sio->rooms, &room)) {
             return NGX_OK;
         }
     }
 
-    return orbit_room_find(&sio->rooms, room) ? NGX_OK : NGX_DECLINED;
+    return NGX_DECLINED;
 }
 
 
