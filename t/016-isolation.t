@@ -170,6 +170,8 @@ my %VICTIM_ID = (
     'api-keys/:id' => $vkey->{id},
     'contacts/:id' => $vcontact,
     'tags/:tag' => 'vtag',
+    # a provider's webhook: signed, so no credentials of ours get through
+    'channels/:channel' => 'whatsapp',
 );
 
 # a valid body for the writes, by route ("METHOD path")

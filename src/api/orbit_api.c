@@ -7,6 +7,7 @@
 
 #include "api/orbit_api.h"
 #include "api/orbit_apikey_cache.h"
+#include "channels/orbit_channel.h"
 #include "ngx_http_orbit_module.h"
 
 
@@ -78,6 +79,16 @@ static const orbit_route_t  orbit_api_routes[] = {
     { "DELETE", "/api/v1/contacts/:id/tags/:tag",
       (void *) orbit_api_contacts_untag,
       ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONTACTS_WRITE },
+
+    /* providers' webhooks: signed, not authenticated */
+    { "GET",   "/api/v1/whatsapp/webhook",
+      (void *) orbit_channel_whatsapp_webhook, ORBIT_WEBHOOK },
+    { "POST",  "/api/v1/whatsapp/webhook",
+      (void *) orbit_channel_whatsapp_webhook, ORBIT_WEBHOOK|ORBIT_RAW_BODY },
+    { "GET",   "/api/v1/channels/:channel/webhook",
+      (void *) orbit_channel_webhook, ORBIT_WEBHOOK },
+    { "POST",  "/api/v1/channels/:channel/webhook",
+      (void *) orbit_channel_webhook, ORBIT_WEBHOOK|ORBIT_RAW_BODY },
 };
 
 #define ORBIT_API_NROUTES                                                    \
@@ -192,16 +203,6 @@ orbit_api_run(orbit_api_req_t *ar)
 
     r = ar->r;
 
-    /* every request counts, whatever it asks for and whoever asks */
-
-    if (orbit_api_limit(ar) != NGX_OK) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            r->keepalive = 0;
-        }
-
-        return ar->rc;
-    }
-
     /* HEAD is GET without the body: nginx drops the body for us */
 
     if (r->method == NGX_HTTP_HEAD) {
@@ -214,6 +215,23 @@ orbit_api_run(orbit_api_req_t *ar)
     found = orbit_route_find(orbit_api_routes, ORBIT_API_NROUTES,
                              (char *) method.data, method.len,
                              (char *) r->uri.data, r->uri.len, &ar->match);
+
+    /*
+     * Every request counts, whatever it asks for and whoever asks; but a
+     * provider's webhook, whose few addresses send every tenant's events,
+     * is held to its signature instead.
+     */
+
+    if (!(found == ORBIT_ROUTE_FOUND
+          && (ar->match.route->access & ORBIT_NO_LIMIT))
+        && orbit_api_limit(ar) != NGX_OK)
+    {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+
+        return ar->rc;
+    }
 
     if (found == ORBIT_ROUTE_NOT_FOUND) {
         return orbit_api_not_found(ar);
@@ -348,6 +366,16 @@ ngx_int_t
 orbit_api_send_json(orbit_api_req_t *ar, ngx_uint_t status, u_char *data,
     size_t len)
 {
+    static ngx_str_t  json = ngx_string("application/json");
+
+    return orbit_api_send(ar, status, &json, data, len);
+}
+
+
+ngx_int_t
+orbit_api_send(orbit_api_req_t *ar, ngx_uint_t status, ngx_str_t *type,
+    u_char *data, size_t len)
+{
     ngx_int_t            rc;
     ngx_buf_t           *b;
     ngx_chain_t          out;
@@ -358,7 +386,7 @@ orbit_api_send_json(orbit_api_req_t *ar, ngx_uint_t status, u_char *data,
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type = *type;
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 
@@ -964,11 +992,7 @@ orbit_api_body_read(ngx_http_request_t *r)
 static ngx_int_t
 orbit_api_parse_body(orbit_api_req_t *ar)
 {
-    u_char              *data, *p;
-    size_t               len;
-    ssize_t              n;
-    ngx_buf_t           *b;
-    ngx_chain_t         *cl;
+    ngx_str_t            body;
     json_error_t         err;
     ngx_http_request_t  *r;
     u_char               msg[JSON_ERROR_TEXT_LENGTH + 64];
@@ -981,42 +1005,16 @@ orbit_api_parse_body(orbit_api_req_t *ar)
         return NGX_OK;
     }
 
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
-    }
-
-    if (len == 0) {
-        return NGX_OK;
-    }
-
-    data = ngx_pnalloc(r->pool, len);
-    if (data == NULL) {
+    if (orbit_api_raw_body(ar, &body) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = data;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (b->in_file) {
-            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
-                              b->file_pos);
-            if (n == NGX_ERROR) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            p += n;
-            continue;
-        }
-
-        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    if (body.len == 0) {
+        return NGX_OK;
     }
 
-    ar->body = json_loadb((char *) data, p - data, JSON_REJECT_DUPLICATES,
-                          &err);
+    ar->body = json_loadb((char *) body.data, body.len,
+                          JSON_REJECT_DUPLICATES, &err);
 
     if (ar->body == NULL) {
         ngx_snprintf(msg, sizeof(msg), "Invalid JSON at position %d: %s%Z",
@@ -1027,6 +1025,97 @@ orbit_api_parse_body(orbit_api_req_t *ar)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The request body as it came, nul-terminated, in the request pool (a
+ * body nginx spilled to a file is read back, as the JSON parser does).
+ */
+
+ngx_int_t
+orbit_api_raw_body(orbit_api_req_t *ar, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->len = 0;
+    body->data = (u_char *) "";
+
+    if (ar->r->request_body == NULL || ar->r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = ar->r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    p = ngx_pnalloc(ar->r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    for (cl = ar->r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                              b->file_pos);
+            if (n == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            p += n;
+            continue;
+        }
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    *p = '\0';
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+ngx_table_elt_t *
+orbit_api_header_in(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
 }
 
 

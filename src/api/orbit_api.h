@@ -63,6 +63,9 @@ void orbit_api_finish(orbit_api_req_t *ar, ngx_int_t rc);
 
 ngx_int_t orbit_api_send_json(orbit_api_req_t *ar, ngx_uint_t status,
     u_char *data, size_t len);
+/* a body of another type (a webhook's text/plain or TwiML answer) */
+ngx_int_t orbit_api_send(orbit_api_req_t *ar, ngx_uint_t status,
+    ngx_str_t *type, u_char *data, size_t len);
 ngx_int_t orbit_api_send_error(orbit_api_req_t *ar, ngx_uint_t status,
     const char *message);
 
@@ -74,6 +77,16 @@ ngx_int_t orbit_api_send_error(orbit_api_req_t *ar, ngx_uint_t status,
 /* 400 with every message of a failed validation */
 ngx_int_t orbit_api_validate(orbit_api_req_t *ar,
     const orbit_v_field_t *fields);
+
+/*
+ * The request body as it came, nul-terminated, in the request pool (a
+ * body nginx spilled to a file is read back): for ORBIT_RAW_BODY routes.
+ */
+ngx_int_t orbit_api_raw_body(orbit_api_req_t *ar, ngx_str_t *body);
+
+/* the request header name (any case), or NULL */
+ngx_table_elt_t *orbit_api_header_in(ngx_http_request_t *r,
+    const char *name);
 
 /* a string field of the body, nul-terminated in the request pool */
 u_char *orbit_api_body_str(orbit_api_req_t *ar, const char *name);

@@ -223,8 +223,6 @@ static void orbit_contacts_add_error(orbit_v_errors_t *errs,
     const char *message);
 static ngx_int_t orbit_contacts_refuse(orbit_api_req_t *ar,
     orbit_v_errors_t *errs);
-static ngx_int_t orbit_contacts_raw_body(orbit_api_req_t *ar,
-    ngx_str_t *body);
 static const char *orbit_contacts_body_param(orbit_api_req_t *ar);
 static size_t orbit_contacts_chars(const u_char *s, size_t len);
 static ngx_int_t orbit_contacts_tag_valid(const u_char *s, size_t len);
@@ -878,7 +876,7 @@ orbit_api_contacts_import(orbit_api_req_t *ar)
         return ar->rc;
     }
 
-    if (orbit_contacts_raw_body(ar, &body) != NGX_OK) {
+    if (orbit_api_raw_body(ar, &body) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -2123,64 +2121,6 @@ orbit_contacts_refuse(orbit_api_req_t *ar, orbit_v_errors_t *errs)
 }
 
 
-/*
- * The request body as it came, nul-terminated, in the request pool (a
- * body nginx spilled to a file is read back, as the JSON parser does).
- */
-
-static ngx_int_t
-orbit_contacts_raw_body(orbit_api_req_t *ar, ngx_str_t *body)
-{
-    u_char       *p;
-    size_t        len;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    body->len = 0;
-    body->data = (u_char *) "";
-
-    if (ar->r->request_body == NULL || ar->r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
-
-    len = 0;
-
-    for (cl = ar->r->request_body->bufs; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
-    }
-
-    p = ngx_pnalloc(ar->r->pool, len + 1);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    body->data = p;
-
-    for (cl = ar->r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (b->in_file) {
-            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
-                              b->file_pos);
-            if (n == NGX_ERROR) {
-                return NGX_ERROR;
-            }
-
-            p += n;
-            continue;
-        }
-
-        p = ngx_cpymem(p, b->pos, b->last - b->pos);
-    }
-
-    *p = '\0';
-    body->len = p - body->data;
-
-    return NGX_OK;
-}
-
-
 /* the validated JSON body as a jsonb parameter ({} when there is none) */
 
 static const char *
@@ -2188,7 +2128,7 @@ orbit_contacts_body_param(orbit_api_req_t *ar)
 {
     ngx_str_t  body;
 
-    if (orbit_contacts_raw_body(ar, &body) != NGX_OK) {
+    if (orbit_api_raw_body(ar, &body) != NGX_OK) {
         return NULL;
     }
 

@@ -120,7 +120,6 @@ typedef struct {
 } orbit_apikey_publish_t;
 
 
-static ngx_table_elt_t *orbit_apikey_header(ngx_http_request_t *r);
 static ngx_uint_t orbit_apikey_well_formed(ngx_str_t *key);
 static ngx_int_t orbit_apikey_accept(orbit_api_req_t *ar,
     orbit_apikey_entry_t *e);
@@ -202,7 +201,7 @@ orbit_apikey_presented(ngx_http_request_t *r)
 {
     ngx_table_elt_t  *h;
 
-    if (orbit_apikey_header(r) == NULL) {
+    if (orbit_api_header_in(r, "X-Api-Key") == NULL) {
         return 0;
     }
 
@@ -235,7 +234,7 @@ orbit_apikey_authenticate(orbit_api_req_t *ar, orbit_apikey_done_pt done)
         return NGX_OK;
     }
 
-    h = orbit_apikey_header(ar->r);
+    h = orbit_api_header_in(ar->r, "X-Api-Key");
 
     if (!orbit_apikey_well_formed(&h->value)) {
         /* not one of ours: no lookup, orbit_auth_check() refuses it */
@@ -1285,38 +1284,6 @@ orbit_apikey_scopes_parse(const char *s, size_t len)
 
 
 /* helpers */
-
-
-static ngx_table_elt_t *
-orbit_apikey_header(ngx_http_request_t *r)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("X-Api-Key") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Api-Key",
-                               sizeof("X-Api-Key") - 1) == 0)
-        {
-            return &h[i];
-        }
-    }
-}
 
 
 static ngx_uint_t

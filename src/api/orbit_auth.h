@@ -27,6 +27,9 @@
 #define ORBIT_PUBLIC                 0x0100
 #define ORBIT_RAW_BODY               0x0200    /* not JSON: the handler reads
                                                   r->request_body itself */
+#define ORBIT_NO_LIMIT               0x0400    /* not limited per address */
+#define ORBIT_WEBHOOK                (ORBIT_PUBLIC|ORBIT_NO_LIMIT)
+                                               /* a provider's: signed */
 
 #define ORBIT_SCOPE_CONTACTS_READ       0x010000
 #define ORBIT_SCOPE_CONTACTS_WRITE      0x020000

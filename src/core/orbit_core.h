@@ -115,6 +115,8 @@ typedef struct {
     char           jwt_secret[256];
     size_t         jwt_secret_len;
     unsigned char  encryption_key[32];
+    char           meta_app_secret[256];       /* "": not configured */
+    char           meta_verify_token[256];
     unsigned       has_encryption_key:1;
 } orbit_secrets_t;
 

@@ -4,6 +4,10 @@
  *
  *   JWT_SECRET=...         at least 32 characters; signs access tokens
  *   ENCRYPTION_KEY=...     64 hex digits (32 bytes): AES-256-GCM at rest
+ *   META_APP_SECRET=...    optional: the Meta app's secret, the key of
+ *                          X-Hub-Signature-256 on WhatsApp, Messenger and
+ *                          Instagram webhooks
+ *   META_VERIFY_TOKEN=...  optional: answers Meta's verification GET
  */
 
 #include <stdio.h>
@@ -23,6 +27,7 @@ orbit_secrets_parse(const char *text, size_t len, orbit_secrets_t *s,
 {
     size_t       klen, vlen, lineno;
     const char  *p, *end, *eol, *eq, *key, *val;
+    char        *dst;
 
     memset(s, 0, sizeof(orbit_secrets_t));
 
@@ -93,6 +98,25 @@ orbit_secrets_parse(const char *text, size_t len, orbit_secrets_t *s,
             }
 
             s->has_encryption_key = 1;
+            continue;
+        }
+
+        if ((klen == sizeof("META_APP_SECRET") - 1
+             && memcmp(key, "META_APP_SECRET", klen) == 0)
+            || (klen == sizeof("META_VERIFY_TOKEN") - 1
+                && memcmp(key, "META_VERIFY_TOKEN", klen) == 0))
+        {
+            dst = key[5] == 'A' ? s->meta_app_secret : s->meta_verify_token;
+
+            if (vlen == 0 || vlen >= sizeof(s->meta_app_secret)) {
+                snprintf(err, errlen, "line %zu: %.*s must have 1 to %zu "
+                         "characters", lineno, (int) klen, key,
+                         sizeof(s->meta_app_secret) - 1);
+                return -1;
+            }
+
+            memcpy(dst, val, vlen);
+            dst[vlen] = '\0';
             continue;
         }
 

@@ -269,9 +269,14 @@ test_secrets(void)
            "\n"
            "OTHER=ignored\n"
            "ENCRYPTION_KEY=000102030405060708090a0b0c0d0e0f"
-           "101112131415161718191A1B1C1D1E1F";
+           "101112131415161718191A1B1C1D1E1F\n"
+           "META_APP_SECRET=app-secret\n"
+           "META_VERIFY_TOKEN=verify me";
     UNIT_OK(orbit_secrets_parse(good, strlen(good), &s, err, sizeof(err))
             == 0, "secrets: a good file parses");
+    UNIT_OK(strcmp(s.meta_app_secret, "app-secret") == 0
+            && strcmp(s.meta_verify_token, "verify me") == 0,
+            "secrets: the Meta app's secret and verify token");
     UNIT_STR(s.jwt_secret, s.jwt_secret_len,
              "0123456789abcdef0123456789abcdef!",
              "secrets: JWT_SECRET trimmed of spaces and CR");
@@ -283,6 +288,14 @@ test_secrets(void)
     UNIT_OK(orbit_secrets_parse(nokey, strlen(nokey), &s, err, sizeof(err))
             == -1 && strstr(err, "ENCRYPTION_KEY") != NULL,
             "secrets: a missing key is named");
+
+    nokey = "JWT_SECRET=0123456789abcdef0123456789abcdef\n"
+            "ENCRYPTION_KEY=000102030405060708090a0b0c0d0e0f"
+            "101112131415161718191a1b1c1d1e1f\n"
+            "META_APP_SECRET=\n";
+    UNIT_OK(orbit_secrets_parse(nokey, strlen(nokey), &s, err, sizeof(err))
+            == -1 && strstr(err, "META_APP_SECRET") != NULL,
+            "secrets: an empty META_APP_SECRET is refused");
 
     short_jwt = "JWT_SECRET=short\n";
     UNIT_OK(orbit_secrets_parse(short_jwt, strlen(short_jwt), &s, err,

@@ -282,9 +282,11 @@ $$;
 --    "status":"sent|delivered|read|failed", "timestamp"?, "error"?}
 -- Returns an array, one result per item in order:
 --   {"ok":true, "tenantId", "conversationId", "event":"new_message",
---    "data":{message with "conversation"}, "duplicate":false}
+--    "data":{message with "conversation"}, "duplicate":false, "audience"}
 --   {"ok":true, "tenantId", "conversationId", "event":"message_status",
---    "data":{"messageId","conversationId","status","error"}}
+--    "data":{"messageId","conversationId","status","error"}, "audience"}
+-- audience: who of the tenant's room hears the event: "staff" and the
+-- conversation's assignee, if any (orbit_rt_broadcast)
 --   {"ok":true, "duplicate":true} / {"ok":true, "stale":true}
 --   {"ok":false, "reason":"unknown_account" | "unknown_message"}
 CREATE FUNCTION orbit_inbound(items jsonb) RETURNS jsonb
@@ -298,9 +300,10 @@ DECLARE
     cv        conversations;
     m         messages;
     cid       uuid;
-    phone     text;
+    ph        text;
     reply_id  uuid;
     at        timestamptz;
+    assignee  uuid;
     was_read  boolean;
     created   boolean;
 BEGIN
@@ -342,9 +345,13 @@ BEGIN
             WHERE id = ref.message_id AND created_at = ref.message_created_at
             RETURNING * INTO m;
 
+            SELECT assignee_id INTO assignee FROM conversations
+            WHERE id = ref.conversation_id;
+
             out := out || jsonb_build_array(jsonb_build_object(
                 'ok', true, 'tenantId', ref.tenant_id,
                 'conversationId', ref.conversation_id,
+                'audience', trim('staff ' || coalesce(assignee::text, '')),
                 'event', 'message_status',
                 'data', jsonb_build_object('messageId', m.id,
                     'conversationId', m.conversation_id,
@@ -371,17 +378,17 @@ BEGIN
               AND external_id = it #>> '{contact,externalId}';
 
         IF NOT FOUND THEN
-            phone := it #>> '{contact,phone}';
+            ph := it #>> '{contact,phone}';
             cid := NULL;
 
-            IF phone IS NOT NULL THEN
+            IF ph IS NOT NULL THEN
                 SELECT id INTO cid FROM contacts
-                WHERE tenant_id = cn.tenant_id AND contacts.phone = phone;
+                WHERE tenant_id = cn.tenant_id AND phone = ph;
             END IF;
 
             IF cid IS NULL THEN
                 INSERT INTO contacts (tenant_id, phone, name)
-                VALUES (cn.tenant_id, phone,
+                VALUES (cn.tenant_id, ph,
                         nullif(left(it #>> '{contact,name}', 200), ''))
                 ON CONFLICT (tenant_id, phone) DO UPDATE
                     SET updated_at = now()
@@ -396,7 +403,7 @@ BEGIN
                     INSERT INTO domain_events (tenant_id, type, payload)
                     VALUES (cn.tenant_id, 'contact_created',
                             jsonb_build_object('contactId', cid,
-                                'phone', phone, 'tags', '[]'::jsonb,
+                                'phone', ph, 'tags', '[]'::jsonb,
                                 'source', cn.channel));
                 END IF;
             END IF;
@@ -487,7 +494,9 @@ BEGIN
 
         out := out || jsonb_build_array(jsonb_build_object(
             'ok', true, 'duplicate', false, 'tenantId', cn.tenant_id,
-            'conversationId', cv.id, 'event', 'new_message',
+            'conversationId', cv.id,
+            'audience', trim('staff ' || coalesce(cv.assignee_id::text, '')),
+            'event', 'new_message',
             'data', orbit_message_json(m)
                     || jsonb_build_object('conversation',
                                           orbit_conversation_json(cv, k))));

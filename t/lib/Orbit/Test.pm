@@ -17,7 +17,8 @@ use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 
 our @EXPORT = qw(orbit_nginx psql pg_service no_bad_log wait_until
-                 api json_of uniq secret jwt_for make_superadmin login);
+                 api json_of uniq secret jwt_for make_superadmin login
+                 make_tenant make_user user_token meta_signature);
 
 
 # An Orbit::Nginx serving `location /api/ { orbit_api; API_CONFIG }` plus
@@ -106,6 +107,41 @@ sub make_superadmin {
     psql("INSERT INTO users (email, name, password_hash, role)"
          . " VALUES ('$email', 'Root', '$hash', 'SUPERADMIN')");
     return ($email, $password);
+}
+
+
+# a tenant straight into the database; returns its id
+sub make_tenant {
+    my $slug = uniq(shift // 't');
+    return psql("INSERT INTO tenants (name, slug, status)"
+                . " VALUES ('$slug', '$slug', 'active') RETURNING id");
+}
+
+
+# a user of the tenant with the role (no password to log in with)
+sub make_user {
+    my ($tid, $role) = @_;
+    my $e = uniq(lc $role) . '@orbit.test';
+    return psql("INSERT INTO users (tenant_id, email, name, password_hash,"
+                . " role) VALUES ('$tid', '$e', 'U', 'x', '$role')"
+                . " RETURNING id");
+}
+
+
+# an access token of that user, valid 15 minutes (or until $o{exp})
+sub user_token {
+    my ($uid, $tid, $role, %o) = @_;
+    return jwt_for({ userId => $uid, tenantId => $tid, role => $role,
+                     iat => int(time) - 10,
+                     exp => int($o{exp} // time + 900) });
+}
+
+
+# X-Hub-Signature-256 of a body under the Meta app's secret (or $key)
+sub meta_signature {
+    my ($body, $key) = @_;
+    return 'sha256=' . Digest::SHA::hmac_sha256_hex($body,
+                                                    $key // secret('META_APP_SECRET'));
 }
 
 

@@ -1,0 +1,95 @@
+/*
+ * OrbitDesk channels: one adapter per channel behind one interface, and
+ * the pipeline every channel's inbound messages share.
+ *
+ * Inbound:  provider webhook -> the adapter checks its signature on the
+ *           raw bytes, before any parsing -> the adapter normalizes the
+ *           payload into the pipeline's items -> the pipeline stores them
+ *           all in one SQL call (orbit_inbound(), 006_inbox.sql), answers
+ *           200 once they are committed, and publishes new_message and
+ *           message_status to the real-time rooms.
+ *
+ * An item is JSON (the contract with orbit_inbound()):
+ *   {"kind":"message", "channel":"whatsapp", "account":"<the provider's id
+ *    of our account: what connections are routed by>", "contact":
+ *    {"externalId", "phone"?, "name"?}, "providerMessageId", "type",
+ *    "content":{...}, "replyTo"?, "timestamp"?}
+ *   {"kind":"status", "channel", "account", "providerMessageId",
+ *    "status":"sent|delivered|read|failed", "timestamp"?, "error"?}
+ *
+ * Adding a channel: one file with its orbit_channel_t, one line in the
+ * table of orbit_channels.c.  Its webhook is then served at
+ * /api/v1/channels/{name}/webhook (GET and POST), without any other
+ * change to the pipeline, the inbox or the flows.
+ */
+
+#ifndef _ORBIT_CHANNEL_H_INCLUDED_
+#define _ORBIT_CHANNEL_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <jansson.h>
+
+#include "api/orbit_api.h"
+
+
+typedef struct orbit_channel_s  orbit_channel_t;
+
+
+/* one inbound webhook, as the adapter sees it */
+typedef struct {
+    orbit_api_req_t             *ar;
+    const orbit_channel_t       *channel;
+    ngx_str_t                    body;         /* raw, nul-terminated */
+    json_t                      *items;        /* normalize appends */
+    const char                  *error;        /* why it was refused */
+} orbit_channel_in_t;
+
+
+struct orbit_channel_s {
+    const char                  *name;         /* in the webhook's path */
+
+    /*
+     * The provider's verification GET (Meta's hub.challenge), or NULL: the
+     * answer's body in *reply and NGX_OK, or an HTTP status with
+     * in->error.
+     */
+    ngx_int_t                  (*challenge)(orbit_channel_in_t *in,
+                                            ngx_str_t *reply);
+
+    /*
+     * Is the request the provider's: NGX_OK, or an HTTP status (403 for a
+     * bad signature, 503 when the channel is not configured) with
+     * in->error.  Runs on the raw body, before anything parses it.
+     */
+    ngx_int_t                  (*verify)(orbit_channel_in_t *in);
+
+    /*
+     * The payload as items: NGX_OK (perhaps none: a change of no
+     * interest), or NGX_HTTP_BAD_REQUEST with in->error.  Nothing is
+     * stored unless every part of the payload was understood.
+     */
+    ngx_int_t                  (*normalize)(orbit_channel_in_t *in);
+};
+
+
+extern const orbit_channel_t  orbit_channel_whatsapp;
+
+
+/* the adapter served at /api/v1/channels/{name}/webhook, or NULL */
+const orbit_channel_t *orbit_channel_find(u_char *name, size_t len);
+
+/* a new item of kind ("message", "status") for the conversation channel
+ * and account, appended to in->items; NULL when out of memory */
+json_t *orbit_channel_item(orbit_channel_in_t *in, const char *kind,
+    const char *channel, const char *account);
+
+
+/* REST handlers: the webhooks */
+ngx_int_t orbit_channel_webhook(orbit_api_req_t *ar);
+ngx_int_t orbit_channel_whatsapp_webhook(orbit_api_req_t *ar);
+
+
+#endif /* _ORBIT_CHANNEL_H_INCLUDED_ */
