@@ -91,6 +91,13 @@ my $vuser = $r->{json}{id};
 
 my $vkey = all_scopes_key($vadmin, 'VICTIM-KEY-NAME');
 
+# a conversation with a message, as the inbox pipeline would store them
+my $vconv = psql("INSERT INTO conversations (tenant_id, contact_id, channel)"
+                 . " VALUES ('$vtid', '$vcontact', 'whatsapp') RETURNING id");
+psql("INSERT INTO messages (tenant_id, conversation_id, direction, type,"
+     . " content, status) VALUES ('$vtid', '$vconv', 'inbound', 'text',"
+     . " '{\"text\": \"VICTIM-MESSAGE-TEXT\"}', 'received')");
+
 # --- the attacker: its admin and an all-scopes key
 my ($aadmin, $atid) = tenant('attacker');
 my $akey = all_scopes_key($aadmin, 'attacker key');
@@ -111,6 +118,8 @@ my %SECRET = (
     'victim user name' => $VUSER,
     'victim user email' => $vuser_email,
     'victim admin email' => $vadmin_email,
+    'victim conversation id' => $vconv,
+    'victim message text' => 'VICTIM-MESSAGE-TEXT',
 );
 
 sub leaks {
@@ -127,7 +136,11 @@ sub victim_state {
         psql("SELECT name, role, is_active FROM users WHERE id = '$vuser'"),
         psql("SELECT name, is_active, revoked_at IS NULL FROM api_keys"
              . " WHERE id = '$vkey->{id}'"),
-        psql("SELECT status, name FROM tenants WHERE id = '$vtid'");
+        psql("SELECT status, name FROM tenants WHERE id = '$vtid'"),
+        psql("SELECT status, tags::text, unread_count FROM conversations"
+             . " WHERE id = '$vconv'"),
+        psql("SELECT count(*) FROM messages WHERE conversation_id"
+             . " = '$vconv'");
 }
 my $before = victim_state();
 like($before, qr/\Q$VNAME\E.*\{vtag\}/, 'the victim contact, tagged vtag');
@@ -142,7 +155,8 @@ my %CRED = (
 my @LISTS = ('/api/v1/contacts', '/api/v1/users', '/api/v1/api-keys',
              '/api/v1/audit-logs', '/api/v1/contacts/export',
              '/api/v1/contacts?search=VICTIM', "/api/v1/contacts?tag=vtag",
-             '/api/v1/auth/me');
+             '/api/v1/auth/me', '/api/v1/conversations',
+             "/api/v1/conversations?contactId=$vcontact");
 
 sub check_lists {
     my ($when) = @_;
@@ -172,6 +186,7 @@ my %VICTIM_ID = (
     'tags/:tag' => 'vtag',
     # a provider's webhook: signed, so no credentials of ours get through
     'channels/:channel' => 'whatsapp',
+    'conversations/:id' => $vconv,
 );
 
 # a valid body for the writes, by route ("METHOD path")
@@ -181,6 +196,9 @@ my %BODY = (
     'PATCH /api/v1/contacts/:id' => { name => 'pwned' },
     'POST /api/v1/contacts/:id/tags' => { tags => ['pwned'] },
     'PATCH /api/v1/api-keys/:id/revoke' => {},
+    'PATCH /api/v1/conversations/:id' => { status => 'resolved',
+                                           tags => ['pwned'] },
+    'POST /api/v1/conversations/:id/read' => {},
 );
 
 my %ORDER = (GET => 0, POST => 1, PATCH => 2, DELETE => 3);
@@ -212,6 +230,14 @@ for my $route (sort { ($ORDER{$a->[0]} // 9) <=> ($ORDER{$b->[0]} // 9)
                 . "none of the victim's data in the answer")
             or diag("leaked: @l\n$res->{body}");
     }
+}
+
+# --- a send names its conversation in the body
+for my $cred (sort keys %CRED) {
+    my $res = api($t, 'POST', '/api/v1/messages', $CRED{$cred}->(),
+                  body => { conversationId => $vconv, content => 'pwned' });
+    is($res->{status}, 404, "POST /api/v1/messages into the victim's"
+       . " conversation as attacker's $cred: 404");
 }
 
 # --- nothing of the victim's changed

@@ -80,6 +80,26 @@ static const orbit_route_t  orbit_api_routes[] = {
       (void *) orbit_api_contacts_untag,
       ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONTACTS_WRITE },
 
+    { "GET",   "/api/v1/conversations",
+      (void *) orbit_api_conversations_list,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONVERSATIONS_READ },
+    { "GET",   "/api/v1/conversations/unread",
+      (void *) orbit_api_conversations_unread,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONVERSATIONS_READ },
+    { "GET",   "/api/v1/conversations/:id",
+      (void *) orbit_api_conversations_get,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONVERSATIONS_READ },
+    { "PATCH", "/api/v1/conversations/:id",
+      (void *) orbit_api_conversations_update, ORBIT_ROLES_TENANT },
+    { "POST",  "/api/v1/conversations/:id/read",
+      (void *) orbit_api_conversations_read, ORBIT_ROLES_TENANT },
+    { "GET",   "/api/v1/conversations/:id/messages",
+      (void *) orbit_api_conversations_messages,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_MESSAGES_READ },
+
+    { "POST",  "/api/v1/messages",           (void *) orbit_api_messages_send,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_MESSAGES_SEND },
+
     /* providers' webhooks: signed, not authenticated */
     { "GET",   "/api/v1/whatsapp/webhook",
       (void *) orbit_channel_whatsapp_webhook, ORBIT_WEBHOOK },
@@ -1083,6 +1103,76 @@ orbit_api_raw_body(orbit_api_req_t *ar, ngx_str_t *body)
     body->len = p - body->data;
 
     return NGX_OK;
+}
+
+
+/* the caller's tenant, nul-terminated; a superadmin has none here */
+
+const char *
+orbit_api_tenant(orbit_api_req_t *ar)
+{
+    char  *tenant;
+
+    if (ar->who.tenant_id.len == 0) {
+        ar->rc = orbit_api_send_error(ar, NGX_HTTP_FORBIDDEN,
+                                      "Forbidden resource");
+        return NULL;
+    }
+
+    tenant = orbit_api_strdup_n(ar->r->pool, ar->who.tenant_id.data,
+                                ar->who.tenant_id.len);
+    if (tenant == NULL) {
+        ar->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return tenant;
+}
+
+
+/* "<a timestamp in microseconds>.<id>", as nextCursor gives it */
+
+ngx_int_t
+orbit_api_cursor(orbit_api_req_t *ar, const char *cursor,
+    const char **us, const char **id)
+{
+    char    *dot;
+    size_t   n, i;
+
+    dot = ngx_strchr(cursor, '.');
+
+    if (dot == NULL) {
+        goto invalid;
+    }
+
+    n = dot - cursor;
+
+    if (n == 0 || n > 18 || !orbit_valid_uuid(dot + 1, ngx_strlen(dot + 1)))
+    {
+        goto invalid;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (cursor[i] < '0' || cursor[i] > '9') {
+            goto invalid;
+        }
+    }
+
+    *us = orbit_api_strdup_n(ar->r->pool, (u_char *) cursor, n);
+    *id = dot + 1;
+
+    if (*us == NULL) {
+        ar->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+
+invalid:
+
+    ar->rc = orbit_api_send_error(ar, NGX_HTTP_BAD_REQUEST,
+                                  "cursor is not valid: pass nextCursor "
+                                  "as it came");
+    return NGX_DECLINED;
 }
 
 

@@ -84,6 +84,16 @@ ngx_int_t orbit_api_validate(orbit_api_req_t *ar,
  */
 ngx_int_t orbit_api_raw_body(orbit_api_req_t *ar, ngx_str_t *body);
 
+/* the caller's tenant, nul-terminated; NULL (403 sent) for a superadmin */
+const char *orbit_api_tenant(orbit_api_req_t *ar);
+
+/*
+ * A keyset cursor "<microseconds>.<uuid>", as the lists' nextCursor gives
+ * it, split into its parts; else 400 sent.
+ */
+ngx_int_t orbit_api_cursor(orbit_api_req_t *ar, const char *cursor,
+    const char **us, const char **id);
+
 /* the request header name (any case), or NULL */
 ngx_table_elt_t *orbit_api_header_in(ngx_http_request_t *r,
     const char *name);
@@ -169,6 +179,15 @@ ngx_int_t orbit_api_contacts_update(orbit_api_req_t *ar);
 ngx_int_t orbit_api_contacts_delete(orbit_api_req_t *ar);
 ngx_int_t orbit_api_contacts_tag(orbit_api_req_t *ar);
 ngx_int_t orbit_api_contacts_untag(orbit_api_req_t *ar);
+
+ngx_int_t orbit_api_conversations_list(orbit_api_req_t *ar);
+ngx_int_t orbit_api_conversations_unread(orbit_api_req_t *ar);
+ngx_int_t orbit_api_conversations_get(orbit_api_req_t *ar);
+ngx_int_t orbit_api_conversations_update(orbit_api_req_t *ar);
+ngx_int_t orbit_api_conversations_read(orbit_api_req_t *ar);
+ngx_int_t orbit_api_conversations_messages(orbit_api_req_t *ar);
+
+ngx_int_t orbit_api_messages_send(orbit_api_req_t *ar);
 
 
 #endif /* _ORBIT_API_H_INCLUDED_ */

@@ -215,7 +215,6 @@ static const char  orbit_contact_e164[] =
     "phone must be E.164 (+ and 8 to 15 digits)";
 
 
-static const char *orbit_contacts_tenant(orbit_api_req_t *ar);
 static ngx_int_t orbit_contacts_check(orbit_api_req_t *ar,
     const orbit_v_field_t *fields);
 static void orbit_contacts_check_more(json_t *body, orbit_v_errors_t *errs);
@@ -224,11 +223,8 @@ static void orbit_contacts_add_error(orbit_v_errors_t *errs,
 static ngx_int_t orbit_contacts_refuse(orbit_api_req_t *ar,
     orbit_v_errors_t *errs);
 static const char *orbit_contacts_body_param(orbit_api_req_t *ar);
-static size_t orbit_contacts_chars(const u_char *s, size_t len);
 static ngx_int_t orbit_contacts_tag_valid(const u_char *s, size_t len);
 static ngx_int_t orbit_contacts_reserved(const char *key);
-static ngx_int_t orbit_contacts_cursor(orbit_api_req_t *ar,
-    const char *cursor, const char **us, const char **id);
 static char *orbit_contacts_arg(orbit_api_req_t *ar, const char *name);
 static char *orbit_contacts_like(ngx_pool_t *pool, const char *s);
 
@@ -332,7 +328,7 @@ orbit_api_contacts_list(orbit_api_req_t *ar)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    v[0] = orbit_contacts_tenant(ar);
+    v[0] = orbit_api_tenant(ar);
     if (v[0] == NULL) {
         return ar->rc;
     }
@@ -341,7 +337,7 @@ orbit_api_contacts_list(orbit_api_req_t *ar)
         return ar->rc;
     }
 
-    if (cursor && orbit_contacts_cursor(ar, cursor, &v[2], &v[3]) != NGX_OK)
+    if (cursor && orbit_api_cursor(ar, cursor, &v[2], &v[3]) != NGX_OK)
     {
         return ar->rc;
     }
@@ -356,7 +352,7 @@ orbit_api_contacts_list(orbit_api_req_t *ar)
                                         "search must be valid UTF-8 text");
         }
 
-        if (orbit_contacts_chars((u_char *) search, len)
+        if (orbit_utf8_chars((char *) search, len)
             > ORBIT_CONTACT_MAX_SEARCH)
         {
             return orbit_api_send_error(ar, NGX_HTTP_BAD_REQUEST,
@@ -376,7 +372,7 @@ orbit_api_contacts_list(orbit_api_req_t *ar)
         len = ngx_strlen(tag);
 
         if (!orbit_valid_utf8(tag, len)
-            || orbit_contacts_chars((u_char *) tag, len)
+            || orbit_utf8_chars((char *) tag, len)
                > ORBIT_CONTACT_MAX_TAG)
         {
             return orbit_api_send_error(ar, NGX_HTTP_BAD_REQUEST,
@@ -444,7 +440,7 @@ orbit_api_contacts_create(orbit_api_req_t *ar)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    v[0] = orbit_contacts_tenant(ar);
+    v[0] = orbit_api_tenant(ar);
     if (v[0] == NULL) {
         return ar->rc;
     }
@@ -476,7 +472,7 @@ orbit_api_contacts_get(orbit_api_req_t *ar)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    v[0] = orbit_contacts_tenant(ar);
+    v[0] = orbit_api_tenant(ar);
     if (v[0] == NULL) {
         return ar->rc;
     }
@@ -550,7 +546,7 @@ orbit_api_contacts_update(orbit_api_req_t *ar)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    v[0] = orbit_contacts_tenant(ar);
+    v[0] = orbit_api_tenant(ar);
     if (v[0] == NULL) {
         return ar->rc;
     }
@@ -599,7 +595,7 @@ orbit_api_contacts_delete(orbit_api_req_t *ar)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    v[0] = orbit_contacts_tenant(ar);
+    v[0] = orbit_api_tenant(ar);
     if (v[0] == NULL) {
         return ar->rc;
     }
@@ -665,7 +661,7 @@ orbit_api_contacts_tag(orbit_api_req_t *ar)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    v[0] = orbit_contacts_tenant(ar);
+    v[0] = orbit_api_tenant(ar);
     if (v[0] == NULL) {
         return ar->rc;
     }
@@ -721,7 +717,7 @@ orbit_api_contacts_untag(orbit_api_req_t *ar)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    v[0] = orbit_contacts_tenant(ar);
+    v[0] = orbit_api_tenant(ar);
     if (v[0] == NULL) {
         return ar->rc;
     }
@@ -871,7 +867,7 @@ orbit_api_contacts_import(orbit_api_req_t *ar)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    v[0] = orbit_contacts_tenant(ar);
+    v[0] = orbit_api_tenant(ar);
     if (v[0] == NULL) {
         return ar->rc;
     }
@@ -987,7 +983,7 @@ orbit_api_contacts_export(orbit_api_req_t *ar)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    v[0] = orbit_contacts_tenant(ar);
+    v[0] = orbit_api_tenant(ar);
     if (v[0] == NULL) {
         return ar->rc;
     }
@@ -1520,7 +1516,7 @@ orbit_import_header(orbit_import_t *im, const orbit_csv_row_t *row)
             im->phone = i;
 
         } else if (col->kind == ORBIT_COL_CUSTOM) {
-            if (orbit_contacts_chars((u_char *) f.data, f.len)
+            if (orbit_utf8_chars((char *) f.data, f.len)
                 > ORBIT_CONTACT_MAX_KEY)
             {
                 im->status = NGX_HTTP_BAD_REQUEST;
@@ -1582,7 +1578,7 @@ orbit_import_field(orbit_import_t *im, orbit_import_col_t *col,
         break;
 
     case ORBIT_COL_NAME:
-        if (orbit_contacts_chars((u_char *) f->data, f->len)
+        if (orbit_utf8_chars((char *) f->data, f->len)
             > ORBIT_CONTACT_MAX_NAME)
         {
             msg = "name must be shorter than or equal to 200 characters";
@@ -1663,7 +1659,7 @@ orbit_import_custom(orbit_import_t *im, const orbit_csv_row_t *row)
             continue;
         }
 
-        if (orbit_contacts_chars((u_char *) f->data, f->len)
+        if (orbit_utf8_chars((char *) f->data, f->len)
             > ORBIT_CONTACT_MAX_VALUE)
         {
             orbit_import_error(im, row->record, &col->name,
@@ -1938,29 +1934,6 @@ orbit_import_str(orbit_import_t *im, orbit_import_buf_t *b, const char *s,
 }
 
 
-/* the caller's tenant, nul-terminated; a superadmin has none here */
-
-static const char *
-orbit_contacts_tenant(orbit_api_req_t *ar)
-{
-    char  *tenant;
-
-    if (ar->who.tenant_id.len == 0) {
-        ar->rc = orbit_api_send_error(ar, NGX_HTTP_FORBIDDEN,
-                                      "Forbidden resource");
-        return NULL;
-    }
-
-    tenant = orbit_api_strdup_n(ar->r->pool, ar->who.tenant_id.data,
-                                ar->who.tenant_id.len);
-    if (tenant == NULL) {
-        ar->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return tenant;
-}
-
-
 /*
  * orbit_api_validate() plus what its table cannot say: tag and name
  * lengths in characters, tag and customFields contents.  Every message
@@ -1997,7 +1970,7 @@ orbit_contacts_check_more(json_t *body, orbit_v_errors_t *errs)
     v = json_object_get(body, "name");
 
     if (json_is_string(v)
-        && orbit_contacts_chars((u_char *) json_string_value(v),
+        && orbit_utf8_chars((char *) json_string_value(v),
                                 json_string_length(v))
            > ORBIT_CONTACT_MAX_NAME)
     {
@@ -2042,7 +2015,7 @@ orbit_contacts_check_more(json_t *body, orbit_v_errors_t *errs)
         len = ngx_strlen(key);
 
         if (len == 0
-            || orbit_contacts_chars((u_char *) key, len)
+            || orbit_utf8_chars((char *) key, len)
                > ORBIT_CONTACT_MAX_KEY)
         {
             orbit_contacts_add_error(errs, "customFields keys must be 1 to "
@@ -2061,7 +2034,7 @@ orbit_contacts_check_more(json_t *body, orbit_v_errors_t *errs)
         if (json_is_string(item)) {
             s = json_string_value(item);
 
-            if (orbit_contacts_chars((u_char *) s, json_string_length(item))
+            if (orbit_utf8_chars((char *) s, json_string_length(item))
                 > ORBIT_CONTACT_MAX_VALUE)
             {
                 orbit_contacts_add_error(errs, "customFields values must be "
@@ -2136,25 +2109,6 @@ orbit_contacts_body_param(orbit_api_req_t *ar)
 }
 
 
-/* UTF-8 characters in s (valid UTF-8: the lead bytes) */
-
-static size_t
-orbit_contacts_chars(const u_char *s, size_t len)
-{
-    size_t  i, n;
-
-    n = 0;
-
-    for (i = 0; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            n++;
-        }
-    }
-
-    return n;
-}
-
-
 /*
  * 1 to 50 characters, no control characters, and no ';' or '|': those
  * separate the tags of a CSV cell, so a tag holding one could not come
@@ -2166,7 +2120,7 @@ orbit_contacts_tag_valid(const u_char *s, size_t len)
 {
     size_t  i;
 
-    if (len == 0 || orbit_contacts_chars(s, len) > ORBIT_CONTACT_MAX_TAG) {
+    if (len == 0 || orbit_utf8_chars((char *) s, len) > ORBIT_CONTACT_MAX_TAG) {
         return 0;
     }
 
@@ -2199,53 +2153,6 @@ orbit_contacts_reserved(const char *key)
     }
 
     return 0;
-}
-
-
-/* "<created_at in microseconds>.<id>", as nextCursor gives it */
-
-static ngx_int_t
-orbit_contacts_cursor(orbit_api_req_t *ar, const char *cursor,
-    const char **us, const char **id)
-{
-    char    *dot;
-    size_t   n, i;
-
-    dot = ngx_strchr(cursor, '.');
-
-    if (dot == NULL) {
-        goto invalid;
-    }
-
-    n = dot - cursor;
-
-    if (n == 0 || n > 18 || !orbit_valid_uuid(dot + 1, ngx_strlen(dot + 1)))
-    {
-        goto invalid;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (cursor[i] < '0' || cursor[i] > '9') {
-            goto invalid;
-        }
-    }
-
-    *us = orbit_api_strdup_n(ar->r->pool, (u_char *) cursor, n);
-    *id = dot + 1;
-
-    if (*us == NULL) {
-        ar->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-
-invalid:
-
-    ar->rc = orbit_api_send_error(ar, NGX_HTTP_BAD_REQUEST,
-                                  "cursor is not valid: pass nextCursor "
-                                  "as it came");
-    return NGX_DECLINED;
 }
 
 

@@ -508,3 +508,20 @@ orbit_v_find(const orbit_v_field_t *fields, const char *name)
 
     return NULL;
 }
+
+
+size_t
+orbit_utf8_chars(const char *s, size_t len)
+{
+    size_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        if (((unsigned char) s[i] & 0xc0) != 0x80) {
+            n++;
+        }
+    }
+
+    return n;
+}

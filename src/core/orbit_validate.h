@@ -68,5 +68,8 @@ int orbit_valid_slug(const char *s, size_t len);
 int orbit_valid_datetime(const char *s, size_t len);
 int orbit_valid_utf8(const char *s, size_t len);
 
+/* the characters of valid UTF-8 (its lead bytes) */
+size_t orbit_utf8_chars(const char *s, size_t len);
+
 
 #endif /* _ORBIT_VALIDATE_H_INCLUDED_ */

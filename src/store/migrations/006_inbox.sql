@@ -72,10 +72,31 @@ CREATE UNIQUE INDEX conversations_connection_contact_key
     ON conversations (connection_id, contact_id)
     WHERE connection_id IS NOT NULL;
 
+-- Activity is the inbox's order and its keyset: never NULL (a new
+-- conversation's activity is its creation), so (last_message_at, id)
+-- compares as a row.
+UPDATE conversations SET last_message_at = created_at
+WHERE last_message_at IS NULL;
+
+ALTER TABLE conversations
+    ALTER COLUMN last_message_at SET DEFAULT now(),
+    ALTER COLUMN last_message_at SET NOT NULL;
+
+DROP INDEX conversations_tenant_activity_idx;
+
+CREATE INDEX conversations_tenant_activity_idx
+    ON conversations (tenant_id, last_message_at DESC, id DESC);
+
 -- the inbox's filters that the activity index does not serve well
 CREATE INDEX conversations_tenant_unread_idx
-    ON conversations (tenant_id, last_message_at DESC NULLS LAST, id DESC)
+    ON conversations (tenant_id, last_message_at DESC, id DESC)
     WHERE unread_count > 0;
+
+CREATE INDEX conversations_assignee_activity_idx
+    ON conversations (assignee_id, last_message_at DESC, id DESC)
+    WHERE assignee_id IS NOT NULL;
+
+DROP INDEX conversations_assignee_idx;
 
 CREATE INDEX conversations_tags_idx ON conversations USING gin (tags);
 

@@ -78,7 +78,7 @@ sub uniq { return sprintf '%s%d%d%d', shift // 'u', $$, time, ++$seq }
 sub secret {
     my ($name) = @_;
     open my $fh, '<', $ENV{TEST_NGINX_SECRETS} or die "secrets: $!";
-    while (<$fh>) { return $1 if /^\Q$name\E=(.*?)\s*$/ }
+    while (my $line = <$fh>) { return $1 if $line =~ /^\Q$name\E=(.*?)\s*$/ }
     die "no $name in secrets";
 }
 
