@@ -754,29 +754,33 @@ orbit_api_query_done(orbit_pg_query_t *q, PGresult *res)
 
     ar = q->data;
 
+    if (res != NULL && (PQresultStatus(res) == PGRES_TUPLES_OK
+                        || PQresultStatus(res) == PGRES_COMMAND_OK))
+    {
+        ar->result(ar, res);
+        return;
+    }
+
+    orbit_api_finish(ar, orbit_api_query_failed(ar, q, res));
+}
+
+
+ngx_int_t
+orbit_api_query_failed(orbit_api_req_t *ar, orbit_pg_query_t *q,
+    PGresult *res)
+{
     if (res == NULL) {
         ngx_log_error(NGX_LOG_ERR, ar->r->connection->log, 0,
                       "orbit: %V", &q->error);
 
-        orbit_api_finish(ar, orbit_api_send_error(ar,
-                             q->timedout ? NGX_HTTP_GATEWAY_TIME_OUT
-                                         : NGX_HTTP_SERVICE_UNAVAILABLE,
-                             q->timedout ? "Gateway Timeout"
-                                         : "Service Unavailable"));
-        return;
+        return orbit_api_send_error(ar, q->timedout
+                                        ? NGX_HTTP_GATEWAY_TIME_OUT
+                                        : NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    q->timedout ? "Gateway Timeout"
+                                                : "Service Unavailable");
     }
 
-    switch (PQresultStatus(res)) {
-
-    case PGRES_TUPLES_OK:
-    case PGRES_COMMAND_OK:
-        ar->result(ar, res);
-        return;
-
-    default:
-        orbit_api_finish(ar, orbit_api_query_error(ar, res));
-        return;
-    }
+    return orbit_api_query_error(ar, res);
 }
 
 

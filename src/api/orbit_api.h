@@ -22,6 +22,7 @@
 #include "core/orbit_core.h"
 #include "core/orbit_validate.h"
 #include "api/orbit_auth.h"
+#include "io/orbit_pg.h"
 
 
 typedef struct orbit_api_req_s  orbit_api_req_t;
@@ -134,6 +135,13 @@ u_char *orbit_api_param(orbit_api_req_t *ar, ngx_uint_t n);
  */
 ngx_int_t orbit_api_query(orbit_api_req_t *ar, const char *sql,
     int nparams, const char **values, orbit_api_result_pt done);
+
+/*
+ * The answer to a query that failed (res NULL: not completed; else the
+ * database's error), for code that runs its own orbit_pg queries.
+ */
+ngx_int_t orbit_api_query_failed(orbit_api_req_t *ar, orbit_pg_query_t *q,
+    PGresult *res);
 
 /*
  * The usual done: row 0 is (status int, body json, message text); a NULL

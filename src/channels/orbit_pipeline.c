@@ -11,6 +11,14 @@
  * Then each stored message or status is published once, to its
  * conversation's room and its tenant's room, heard there by the tenant's
  * staff and the conversation's assignee.
+ *
+ * Group commit: a worker has at most ORBIT_PIPELINE_IN_FLIGHT statements
+ * running.  Webhooks that come meanwhile wait, and the next statement
+ * takes all of them (up to ORBIT_PIPELINE_BATCH_MAX): under load one
+ * commit stores many webhooks, and a lone webhook waits for nobody.  Each
+ * still gets its 200 only once the statement that holds it committed; a
+ * client gone meanwhile leaves its webhook stored (the provider's retry
+ * is then a duplicate).
  */
 
 #include "ngx_http_orbit_module.h"
@@ -18,7 +26,10 @@
 #include "realtime/orbit_rooms.h"
 
 
-#define ORBIT_PIPELINE_SQL  "SELECT orbit_inbound($1::jsonb)"
+#define ORBIT_PIPELINE_SQL        "SELECT orbit_inbound($1::jsonb)"
+#define ORBIT_PIPELINE_IN_FLIGHT  2
+#define ORBIT_PIPELINE_BATCH_MAX  64        /* webhooks per statement */
+#define ORBIT_PIPELINE_ITEMS_MAX  1000      /* items per statement */
 
 
 typedef struct {
@@ -31,14 +42,52 @@ typedef struct {
 } orbit_pipeline_count_t;
 
 
+typedef struct orbit_pipeline_slot_s  orbit_pipeline_slot_t;
+
+
+/* a webhook waiting to be stored: pending, then in a batch's slot */
+typedef struct {
+    ngx_queue_t                  queue;        /* while pending */
+    orbit_channel_in_t          *in;
+    ngx_str_t                    items;        /* "[...]" */
+    size_t                       nitems;
+    orbit_pipeline_slot_t       *slot;         /* once batched */
+    unsigned                     done:1;       /* answered */
+} orbit_pipeline_wait_t;
+
+
+/* a webhook's place in its statement: its items, whether or not its
+ * client is still there to be answered */
+struct orbit_pipeline_slot_s {
+    orbit_pipeline_wait_t       *w;            /* NULL: gone */
+    size_t                       nitems;
+};
+
+
+/* one statement of several webhooks */
+typedef struct {
+    ngx_pool_t                  *pool;         /* the batch's own */
+    ngx_array_t                  slots;
+    unsigned                     sent:1;
+} orbit_pipeline_batch_t;
+
+
 static ngx_int_t orbit_pipeline_start(orbit_api_req_t *ar,
     const orbit_channel_t *ch);
 static ngx_int_t orbit_pipeline_challenge(orbit_channel_in_t *in);
-static void orbit_pipeline_stored(orbit_api_req_t *ar, PGresult *res);
+static void orbit_pipeline_flush(void);
+static void orbit_pipeline_batch_done(orbit_pg_query_t *q, PGresult *res);
+static void orbit_pipeline_stored(orbit_pipeline_wait_t *w, json_t *results,
+    size_t first);
+static void orbit_pipeline_gone(void *data);
 static void orbit_pipeline_publish(orbit_api_req_t *ar, json_t *result);
 static ngx_int_t orbit_pipeline_answer(orbit_api_req_t *ar,
     orbit_pipeline_count_t *n);
 static void orbit_pipeline_json_free(void *data);
+
+
+static ngx_queue_t  orbit_pipeline_pending;    /* of orbit_pipeline_wait_t */
+static ngx_uint_t   orbit_pipeline_in_flight;
 
 
 ngx_int_t
@@ -71,11 +120,11 @@ orbit_channel_whatsapp_webhook(orbit_api_req_t *ar)
 static ngx_int_t
 orbit_pipeline_start(orbit_api_req_t *ar, const orbit_channel_t *ch)
 {
-    char                *items;
+    char                    *items;
     ngx_int_t                rc;
-    const char             **values;
     ngx_pool_cleanup_t      *cln;
     orbit_channel_in_t      *in;
+    orbit_pipeline_wait_t   *w;
     orbit_pipeline_count_t   none;
 
     in = ngx_pcalloc(ar->r->pool, sizeof(orbit_channel_in_t));
@@ -128,28 +177,255 @@ orbit_pipeline_start(orbit_api_req_t *ar, const orbit_channel_t *ch)
         return orbit_pipeline_answer(ar, &none);
     }
 
-    /* the parameter lives until the query is sent: in the request pool */
+    /* the items wait for the worker's next statement */
 
     items = json_dumps(in->items, JSON_COMPACT);
     if (items == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    values = ngx_palloc(ar->r->pool, sizeof(const char *));
-    if (values == NULL) {
+    cln = ngx_pool_cleanup_add(ar->r->pool, sizeof(orbit_pipeline_wait_t));
+    if (cln == NULL) {
         free(items);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    values[0] = orbit_api_strdup(ar->r->pool, items);
+    w = cln->data;
+    ngx_memzero(w, sizeof(orbit_pipeline_wait_t));
+    w->in = in;
+    w->nitems = json_array_size(in->items);
+    w->items.len = ngx_strlen(items);
+    w->items.data = (u_char *) orbit_api_strdup(ar->r->pool, items);
     free(items);
 
-    if (values[0] == NULL) {
+    if (w->items.data == NULL) {
+        w->done = 1;
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return orbit_api_query(ar, ORBIT_PIPELINE_SQL, 1, values,
-                           orbit_pipeline_stored);
+    cln->handler = orbit_pipeline_gone;
+
+    if (orbit_pipeline_pending.next == NULL) {
+        ngx_queue_init(&orbit_pipeline_pending);
+    }
+
+    ngx_queue_insert_tail(&orbit_pipeline_pending, &w->queue);
+    orbit_api_hold(ar);
+
+    orbit_pipeline_flush();
+
+    return NGX_DONE;
+}
+
+
+/* as many statements as may run, each with every webhook that waits */
+
+static void
+orbit_pipeline_flush(void)
+{
+    u_char                  *p;
+    size_t                   len, nitems;
+    ngx_uint_t               i;
+    ngx_pool_t              *pool;
+    ngx_queue_t             *q;
+    const char             **values;
+    orbit_pg_pool_t         *pg;
+    orbit_pg_query_t        *pq;
+    orbit_pipeline_slot_t   *slot;
+    orbit_pipeline_wait_t   *w;
+    orbit_pipeline_batch_t  *b;
+
+    while (orbit_pipeline_in_flight < ORBIT_PIPELINE_IN_FLIGHT
+           && !ngx_queue_empty(&orbit_pipeline_pending))
+    {
+        pool = ngx_create_pool(4096, ngx_cycle->log);
+        if (pool == NULL) {
+            return;
+        }
+
+        b = ngx_pcalloc(pool, sizeof(orbit_pipeline_batch_t));
+        values = ngx_palloc(pool, sizeof(const char *));
+        pq = orbit_pg_query_create(pool);
+
+        if (b == NULL || values == NULL || pq == NULL
+            || ngx_array_init(&b->slots, pool, 16,
+                              sizeof(orbit_pipeline_slot_t))
+               != NGX_OK)
+        {
+            ngx_destroy_pool(pool);
+            return;
+        }
+
+        b->pool = pool;
+        pq->handler = orbit_pipeline_batch_done;
+        pq->data = b;
+
+        /* the waiting webhooks, in order, while they fit */
+
+        len = sizeof("[]");
+        nitems = 0;
+
+        while (!ngx_queue_empty(&orbit_pipeline_pending)
+               && b->slots.nelts < ORBIT_PIPELINE_BATCH_MAX)
+        {
+            q = ngx_queue_head(&orbit_pipeline_pending);
+            w = ngx_queue_data(q, orbit_pipeline_wait_t, queue);
+
+            if (b->slots.nelts
+                && nitems + w->nitems > ORBIT_PIPELINE_ITEMS_MAX)
+            {
+                break;
+            }
+
+            slot = ngx_array_push(&b->slots);
+            if (slot == NULL) {
+                break;
+            }
+
+            ngx_queue_remove(q);
+            slot->w = w;
+            slot->nitems = w->nitems;
+            w->slot = slot;
+
+            len += w->items.len - 2 + 1;
+            nitems += w->nitems;
+        }
+
+        /* "[a,b]" + "[c]" -> "[a,b,c]" */
+
+        p = ngx_pnalloc(pool, len);
+        if (p == NULL) {
+            orbit_pipeline_batch_done(pq, NULL);
+            return;
+        }
+
+        values[0] = (char *) p;
+        *p++ = '[';
+
+        slot = b->slots.elts;
+
+        for (i = 0; i < b->slots.nelts; i++) {
+            if (i) {
+                *p++ = ',';
+            }
+
+            p = ngx_cpymem(p, slot[i].w->items.data + 1,
+                           slot[i].w->items.len - 2);
+        }
+
+        *p++ = ']';
+        *p = '\0';
+
+        pq->sql = ORBIT_PIPELINE_SQL;
+        pq->nparams = 1;
+        pq->values = values;
+        pq->prepare = 1;
+
+        pg = ngx_http_orbit_pg();
+
+        if (pg == NULL || orbit_pg_query_send(pg, pq) != NGX_OK) {
+            /* not sent: its webhooks are told why */
+            orbit_pipeline_batch_done(pq, NULL);
+            continue;
+        }
+
+        b->sent = 1;
+        orbit_pipeline_in_flight++;
+    }
+}
+
+
+/* a statement is back: each of its webhooks gets its results, or why not */
+
+static void
+orbit_pipeline_batch_done(orbit_pg_query_t *q, PGresult *res)
+{
+    orbit_pipeline_batch_t  *b = q->data;
+
+    size_t                  first;
+    json_t                 *results;
+    ngx_int_t               rc;
+    ngx_uint_t              i, sent;
+    orbit_api_req_t        *ar;
+    orbit_pipeline_slot_t  *slot;
+    orbit_pipeline_wait_t  *w;
+
+    sent = b->sent;
+
+    if (sent) {
+        orbit_pipeline_in_flight--;
+    }
+
+    results = NULL;
+
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK
+        && PQntuples(res) == 1)
+    {
+        results = json_loadb(PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0),
+                             0, NULL);
+    }
+
+    first = 0;
+    slot = b->slots.elts;
+
+    for (i = 0; i < b->slots.nelts; first += slot[i].nitems, i++) {
+        w = slot[i].w;
+
+        if (w == NULL) {
+            continue;           /* its client went: stored all the same */
+        }
+
+        w->done = 1;
+        ar = w->in->ar;
+
+        if (json_is_array(results)
+            && first + w->nitems <= json_array_size(results))
+        {
+            orbit_pipeline_stored(w, results, first);
+            continue;
+        }
+
+        if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+            ngx_log_error(NGX_LOG_ERR, ar->r->connection->log, 0,
+                          "%s webhook: orbit_inbound() answered no "
+                          "result for it", w->in->channel->name);
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+        } else {
+            rc = orbit_api_query_failed(ar, q, res);
+        }
+
+        orbit_api_finish(ar, rc);
+    }
+
+    json_decref(results);
+    ngx_destroy_pool(b->pool);
+
+    if (sent) {
+        orbit_pipeline_flush();
+    }
+}
+
+
+/* a webhook's request goes: out of its queue or its slot */
+
+static void
+orbit_pipeline_gone(void *data)
+{
+    orbit_pipeline_wait_t  *w = data;
+
+    if (w->done) {
+        return;
+    }
+
+    if (w->slot) {
+        w->slot->w = NULL;
+
+    } else {
+        ngx_queue_remove(&w->queue);
+    }
+
+    w->done = 1;
 }
 
 
@@ -184,32 +460,20 @@ orbit_pipeline_challenge(orbit_channel_in_t *in)
 /* committed: count, publish, answer */
 
 static void
-orbit_pipeline_stored(orbit_api_req_t *ar, PGresult *res)
+orbit_pipeline_stored(orbit_pipeline_wait_t *w, json_t *results, size_t first)
 {
     size_t                   i;
-    json_t                  *results, *r;
-    json_error_t             err;
-    orbit_channel_in_t      *in;
+    json_t                  *r;
+    orbit_api_req_t         *ar;
     orbit_pipeline_count_t   n;
 
-    in = ar->data;
-
-    results = json_loadb(PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0), 0,
-                         &err);
-
-    if (!json_is_array(results)) {
-        ngx_log_error(NGX_LOG_ERR, ar->r->connection->log, 0,
-                      "%s webhook: orbit_inbound() answered no array",
-                      in->channel->name);
-        json_decref(results);
-        orbit_api_finish(ar, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
+    ar = w->in->ar;
 
     ngx_memzero(&n, sizeof(orbit_pipeline_count_t));
-    n.received = json_array_size(results);
+    n.received = w->nitems;
 
-    json_array_foreach(results, i, r) {
+    for (i = first; i < first + w->nitems; i++) {
+        r = json_array_get(results, i);
 
         if (!json_is_true(json_object_get(r, "ok"))) {
             if (ngx_strcmp(json_string_value(json_object_get(r, "reason")),
@@ -244,8 +508,6 @@ orbit_pipeline_stored(orbit_api_req_t *ar, PGresult *res)
 
         orbit_pipeline_publish(ar, r);
     }
-
-    json_decref(results);
 
     orbit_api_finish(ar, orbit_pipeline_answer(ar, &n));
 }

@@ -186,7 +186,6 @@ CREATE TABLE message_refs (
     provider_message_id  text NOT NULL
                          CHECK (length(provider_message_id) BETWEEN 1 AND 256),
     tenant_id            uuid NOT NULL,
-    conversation_id      uuid NOT NULL,
     message_id           uuid NOT NULL,
     message_created_at   timestamptz NOT NULL,
     PRIMARY KEY (connection_id, provider_message_id)
@@ -313,216 +312,280 @@ $$;
 CREATE FUNCTION orbit_inbound(items jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    it        jsonb;
-    out       jsonb := '[]';
-    cn        channel_connections;
-    ref       message_refs;
-    k         contacts;
-    cv        conversations;
-    m         messages;
-    cid       uuid;
-    ph        text;
-    reply_id  uuid;
-    at        timestamptz;
+    res       jsonb;
+    st        record;
+    msg       messages;
     assignee  uuid;
-    was_read  boolean;
-    created   boolean;
 BEGIN
-    FOR it IN SELECT * FROM jsonb_array_elements(items) LOOP
+    -- The messages, as sets: a batch of webhooks costs a few statements,
+    -- not a few per message.  Each step reads what the steps before it
+    -- RETURNED (a statement does not see its own writes).
+    WITH it AS (
+        SELECT t.ord, t.i, cn.id AS conn_id, cn.tenant_id, cn.channel,
+               t.i ->> 'providerMessageId' AS pid,
+               t.i #>> '{contact,externalId}' AS ext,
+               t.i #>> '{contact,phone}' AS phone
+        FROM jsonb_array_elements(items) WITH ORDINALITY AS t (i, ord)
+        LEFT JOIN channel_connections cn
+               ON cn.channel = t.i ->> 'channel'
+              AND cn.account_id = t.i ->> 'account'
+              AND cn.status = 'active'
+        WHERE t.i ->> 'kind' = 'message'
 
-        SELECT * INTO cn FROM channel_connections
-        WHERE channel = it ->> 'channel' AND account_id = it ->> 'account'
-              AND status = 'active';
+    ), firsts AS (                  -- a provider id once per batch
+        SELECT DISTINCT ON (conn_id, pid) it.*, gen_random_uuid() AS msg_id
+        FROM it WHERE conn_id IS NOT NULL
+        ORDER BY conn_id, pid, ord
 
-        IF NOT FOUND THEN
-            out := out || jsonb_build_array(jsonb_build_object(
-                'ok', false, 'reason', 'unknown_account'));
-            CONTINUE;
-        END IF;
+    ), refs AS (                    -- and once ever: the index settles it
+        INSERT INTO message_refs (connection_id, provider_message_id,
+                                  tenant_id, message_id, message_created_at)
+        SELECT conn_id, pid, tenant_id, msg_id, now() FROM firsts
+        ON CONFLICT DO NOTHING
+        RETURNING message_id
 
-        at := coalesce(to_timestamp((it ->> 'timestamp')::double precision),
-                       now());
+    ), fresh AS (
+        SELECT f.* FROM firsts f JOIN refs r ON r.message_id = f.msg_id
 
-        IF it ->> 'kind' = 'status' THEN
-            SELECT * INTO ref FROM message_refs
-            WHERE connection_id = cn.id
-                  AND provider_message_id = it ->> 'providerMessageId';
+    ), who AS (                     -- each customer once
+        SELECT DISTINCT ON (tenant_id, channel, ext)
+               tenant_id, channel, ext, phone,
+               nullif(left(i #>> '{contact,name}', 200), '') AS name
+        FROM fresh ORDER BY tenant_id, channel, ext, ord
 
-            IF NOT FOUND THEN
-                out := out || jsonb_build_array(jsonb_build_object(
-                    'ok', false, 'reason', 'unknown_message'));
-                CONTINUE;
-            END IF;
+    ), known AS (                   -- by this channel's id, else by phone
+        SELECT w.*, ci.contact_id IS NOT NULL AS has_identity,
+               COALESCE(ci.contact_id, k.id) AS contact_id,
+               gen_random_uuid() AS new_id
+        FROM who w
+        LEFT JOIN contact_identities ci
+               ON ci.tenant_id = w.tenant_id AND ci.channel = w.channel
+              AND ci.external_id = w.ext
+        LEFT JOIN contacts k
+               ON ci.contact_id IS NULL AND w.phone IS NOT NULL
+              AND k.tenant_id = w.tenant_id AND k.phone = w.phone
 
-            UPDATE messages SET
-                status = CASE WHEN orbit_status_rank(it ->> 'status')
-                                   > orbit_status_rank(status)
-                              THEN it ->> 'status' ELSE status END,
-                error = CASE WHEN it ->> 'status' = 'failed'
-                             THEN it -> 'error' ELSE error END,
-                statuses = statuses || jsonb_build_object(it ->> 'status',
-                                           extract(epoch FROM at)::bigint),
-                updated_at = now()
-            WHERE id = ref.message_id AND created_at = ref.message_created_at
-            RETURNING * INTO m;
+    ), ins_k AS (                   -- else new (or made meanwhile: by phone)
+        INSERT INTO contacts AS k (id, tenant_id, phone, name)
+        SELECT DISTINCT ON (tenant_id, COALESCE(phone, new_id::text))
+               new_id, tenant_id, phone, name
+        FROM known WHERE contact_id IS NULL
+        ORDER BY tenant_id, COALESCE(phone, new_id::text)
+        ON CONFLICT (tenant_id, phone) DO UPDATE SET updated_at = now()
+        RETURNING k AS row, k.id, k.tenant_id, k.phone, (xmax = 0) AS created
 
-            SELECT assignee_id INTO assignee FROM conversations
-            WHERE id = ref.conversation_id;
+    ), resolved AS (
+        SELECT kn.tenant_id, kn.channel, kn.ext, kn.has_identity,
+               COALESCE(kn.contact_id, ik.id) AS contact_id
+        FROM known kn
+        LEFT JOIN ins_k ik
+               ON kn.contact_id IS NULL
+              AND (ik.id = kn.new_id
+                   OR (kn.phone IS NOT NULL AND ik.tenant_id = kn.tenant_id
+                       AND ik.phone = kn.phone))
 
-            out := out || jsonb_build_array(jsonb_build_object(
-                'ok', true, 'tenantId', ref.tenant_id,
-                'conversationId', ref.conversation_id,
-                'audience', trim('staff ' || coalesce(assignee::text, '')),
-                'event', 'message_status',
-                'data', jsonb_build_object('messageId', m.id,
-                    'conversationId', m.conversation_id,
-                    'status', m.status, 'error', m.error,
-                    'statuses', m.statuses)));
-            CONTINUE;
-        END IF;
+    ), ids AS (
+        INSERT INTO contact_identities (tenant_id, channel, external_id,
+                                        contact_id)
+        SELECT tenant_id, channel, ext, contact_id FROM resolved
+        WHERE NOT has_identity AND contact_id IS NOT NULL
+        ON CONFLICT DO NOTHING
 
-        -- a message: once per provider id (the insert of its ref below
-        -- settles a race of two deliveries of one webhook)
-        PERFORM 1 FROM message_refs
-        WHERE connection_id = cn.id
-              AND provider_message_id = it ->> 'providerMessageId';
+    ), msgs AS (
+        SELECT f.*, r.contact_id,
+               jsonb_build_object('id', f.msg_id, 'direction', 'inbound',
+                   'type', f.i ->> 'type',
+                   'text', left(coalesce(f.i #>> '{content,text}',
+                                         f.i #>> '{content,caption}',
+                                         f.i #>> '{content,emoji}', ''), 200),
+                   'status', 'received', 'createdAt', now()) AS preview
+        FROM fresh f
+        JOIN resolved r ON r.tenant_id = f.tenant_id
+                       AND r.channel = f.channel AND r.ext = f.ext
 
-        IF FOUND THEN
-            out := out || jsonb_build_array(jsonb_build_object(
-                'ok', true, 'duplicate', true));
-            CONTINUE;
-        END IF;
+    ), per_conv AS (                -- a conversation's newest, and how many
+        SELECT DISTINCT ON (conn_id, contact_id) conn_id, contact_id,
+               tenant_id, channel, preview,
+               count(*) OVER (PARTITION BY conn_id, contact_id) AS n
+        FROM msgs ORDER BY conn_id, contact_id, ord DESC
 
-        -- the contact: by this channel's id, else by phone, else new
-        SELECT contact_id INTO cid FROM contact_identities
-        WHERE tenant_id = cn.tenant_id AND channel = cn.channel
-              AND external_id = it #>> '{contact,externalId}';
-
-        IF NOT FOUND THEN
-            ph := it #>> '{contact,phone}';
-            cid := NULL;
-
-            IF ph IS NOT NULL THEN
-                SELECT id INTO cid FROM contacts
-                WHERE tenant_id = cn.tenant_id AND phone = ph;
-            END IF;
-
-            IF cid IS NULL THEN
-                INSERT INTO contacts (tenant_id, phone, name)
-                VALUES (cn.tenant_id, ph,
-                        nullif(left(it #>> '{contact,name}', 200), ''))
-                ON CONFLICT (tenant_id, phone) DO UPDATE
-                    SET updated_at = now()
-                RETURNING id, xmax = 0 INTO cid, created;
-
-                IF created THEN
-                    INSERT INTO tenant_counters AS tc (tenant_id, contacts)
-                    VALUES (cn.tenant_id, 1)
-                    ON CONFLICT (tenant_id) DO UPDATE
-                        SET contacts = tc.contacts + 1, updated_at = now();
-
-                    INSERT INTO domain_events (tenant_id, type, payload)
-                    VALUES (cn.tenant_id, 'contact_created',
-                            jsonb_build_object('contactId', cid,
-                                'phone', ph, 'tags', '[]'::jsonb,
-                                'source', cn.channel));
-                END IF;
-            END IF;
-
-            INSERT INTO contact_identities (tenant_id, channel, external_id,
-                                            contact_id)
-            VALUES (cn.tenant_id, cn.channel, it #>> '{contact,externalId}',
-                    cid)
-            ON CONFLICT DO NOTHING;
-        END IF;
-
-        SELECT * INTO k FROM contacts WHERE id = cid;
-
-        -- the conversation: this contact on this connection, reopened
+    ), conv AS (                    -- upserted; resolved or pending reopen
         INSERT INTO conversations AS c (tenant_id, contact_id, channel,
-                                        connection_id)
-        VALUES (cn.tenant_id, cid, cn.channel, cn.id)
+            connection_id, unread_count, last_message, last_message_at)
+        SELECT tenant_id, contact_id, channel, conn_id, n, preview, now()
+        FROM per_conv
         ON CONFLICT (connection_id, contact_id)
             WHERE connection_id IS NOT NULL
-        DO UPDATE SET status = CASE WHEN c.status IN ('resolved', 'pending')
-                                    THEN CASE WHEN c.assignee_id IS NULL
-                                              THEN 'open' ELSE 'assigned'
-                                         END
-                                    ELSE c.status END
-        RETURNING * INTO cv;
-
-        INSERT INTO message_refs (connection_id, provider_message_id,
-                                  tenant_id, conversation_id, message_id,
-                                  message_created_at)
-        VALUES (cn.id, it ->> 'providerMessageId', cn.tenant_id, cv.id,
-                gen_random_uuid(), now())
-        ON CONFLICT DO NOTHING
-        RETURNING * INTO ref;
-
-        IF NOT FOUND THEN
-            out := out || jsonb_build_array(jsonb_build_object(
-                'ok', true, 'duplicate', true));
-            CONTINUE;
-        END IF;
-
-        reply_id := NULL;
-        IF it ->> 'replyTo' IS NOT NULL THEN
-            SELECT message_id INTO reply_id FROM message_refs
-            WHERE connection_id = cn.id
-                  AND provider_message_id = it ->> 'replyTo';
-        END IF;
-
-        INSERT INTO messages (id, tenant_id, conversation_id, direction,
-                              type, content, status, reply_to_id,
-                              provider_message_id, statuses, created_at)
-        VALUES (ref.message_id, cn.tenant_id, cv.id, 'inbound',
-                it ->> 'type', it -> 'content', 'received', reply_id,
-                it ->> 'providerMessageId',
-                jsonb_build_object('sent', extract(epoch FROM at)::bigint),
-                ref.message_created_at)
-        RETURNING * INTO m;
-
-        was_read := cv.unread_count = 0;
-
-        UPDATE conversations SET
-            unread_count = unread_count + 1,
-            last_message = orbit_message_preview(m),
-            last_message_at = m.created_at,
+        DO UPDATE SET
+            status = CASE WHEN c.status IN ('resolved', 'pending')
+                          THEN CASE WHEN c.assignee_id IS NULL
+                                    THEN 'open' ELSE 'assigned' END
+                          ELSE c.status END,
+            unread_count = c.unread_count + excluded.unread_count,
+            last_message = excluded.last_message,
+            last_message_at = excluded.last_message_at,
             updated_at = now()
-        WHERE id = cv.id
-        RETURNING * INTO cv;
+        RETURNING c AS row, c.id, c.tenant_id, c.connection_id, c.contact_id,
+                  c.unread_count, c.assignee_id
 
-        INSERT INTO tenant_counters AS tc (tenant_id, messages_month,
-                                           messages_in_month,
-                                           unread_conversations)
-        VALUES (cn.tenant_id, date_trunc('month', now())::date, 1,
-                CASE WHEN was_read THEN 1 ELSE 0 END)
+    ), ins_m AS (
+        INSERT INTO messages AS m (id, tenant_id, conversation_id, direction,
+            type, content, status, reply_to_id, provider_message_id,
+            statuses, created_at)
+        SELECT g.msg_id, g.tenant_id, cv.id, 'inbound', g.i ->> 'type',
+               g.i -> 'content', 'received',
+               COALESCE(
+                   (SELECT rr.message_id FROM message_refs rr
+                    WHERE rr.connection_id = g.conn_id
+                      AND rr.provider_message_id = g.i ->> 'replyTo'),
+                   (SELECT f2.msg_id FROM fresh f2
+                    WHERE f2.conn_id = g.conn_id
+                      AND f2.pid = g.i ->> 'replyTo')),
+               g.pid,
+               CASE WHEN g.i ? 'timestamp'
+                    THEN jsonb_build_object('sent', g.i -> 'timestamp')
+                    ELSE '{}' END,
+               now()
+        FROM msgs g
+        JOIN conv cv ON cv.connection_id = g.conn_id
+                    AND cv.contact_id = g.contact_id
+        RETURNING m
+
+    ), kev AS (
+        INSERT INTO domain_events (tenant_id, type, payload)
+        SELECT ik.tenant_id, 'contact_created', jsonb_build_object(
+                   'contactId', ik.id, 'phone', ik.phone,
+                   'tags', '[]'::jsonb, 'source', kn.channel)
+        FROM ins_k ik
+        JOIN known kn ON kn.new_id = ik.id
+        WHERE ik.created
+
+    ), cnt AS (                     -- each tenant's counters once
+        INSERT INTO tenant_counters AS tc (tenant_id, contacts,
+            messages_month, messages_in_month, unread_conversations)
+        SELECT tenant_id, sum(contacts), date_trunc('month', now())::date,
+               sum(msgs), sum(unread)
+        FROM (SELECT tenant_id, count(*) AS contacts, 0 AS msgs, 0 AS unread
+              FROM ins_k WHERE created GROUP BY tenant_id
+              UNION ALL
+              SELECT cv.tenant_id, 0, sum(p.n),
+                     count(*) FILTER (WHERE cv.unread_count = p.n)
+              FROM conv cv
+              JOIN per_conv p ON p.conn_id = cv.connection_id
+                             AND p.contact_id = cv.contact_id
+              GROUP BY cv.tenant_id) x
+        GROUP BY tenant_id
         ON CONFLICT (tenant_id) DO UPDATE SET
+            contacts = tc.contacts + excluded.contacts,
             messages_in_month = CASE
                 WHEN tc.messages_month = excluded.messages_month
-                THEN tc.messages_in_month + 1 ELSE 1 END,
+                THEN tc.messages_in_month + excluded.messages_in_month
+                ELSE excluded.messages_in_month END,
             messages_month = excluded.messages_month,
             unread_conversations = tc.unread_conversations
                                    + excluded.unread_conversations,
-            updated_at = now();
+            updated_at = now()
 
+    ), trig AS (                    -- the flow engine's, in one statement
         INSERT INTO jobs (tenant_id, kind, payload)
-        VALUES (cn.tenant_id, 'flow.trigger', jsonb_build_object(
-            'event', 'message_received', 'messageId', m.id,
-            'messageCreatedAt', m.created_at, 'conversationId', cv.id,
-            'contactId', cid, 'channel', cn.channel,
-            'connectionId', cn.id));
+        SELECT (im.m).tenant_id, 'flow.trigger', jsonb_build_object(
+                   'event', 'message_received', 'messageId', (im.m).id,
+                   'messageCreatedAt', (im.m).created_at,
+                   'conversationId', (im.m).conversation_id,
+                   'contactId', cv.contact_id, 'channel', f.channel,
+                   'connectionId', f.conn_id)
+        FROM ins_m im
+        JOIN fresh f ON f.msg_id = (im.m).id
+        JOIN conv cv ON cv.id = (im.m).conversation_id
 
-        out := out || jsonb_build_array(jsonb_build_object(
-            'ok', true, 'duplicate', false, 'tenantId', cn.tenant_id,
-            'conversationId', cv.id,
-            'audience', trim('staff ' || coalesce(cv.assignee_id::text, '')),
-            'event', 'new_message',
-            'data', orbit_message_json(m)
-                    || jsonb_build_object('conversation',
-                                          orbit_conversation_json(cv, k))));
+    ), kall AS (                    -- the contacts as the events show them
+        SELECT DISTINCT ON ((x.k).id) x.k
+        FROM (SELECT ik.row AS k, 0 AS pref FROM ins_k ik
+              UNION ALL
+              SELECT k, 1 FROM contacts k
+              WHERE k.id IN (SELECT contact_id FROM resolved)) x
+        ORDER BY (x.k).id, x.pref
+    )
+    SELECT jsonb_object_agg(it.ord::text, CASE
+               WHEN it.conn_id IS NULL
+               THEN jsonb_build_object('ok', false,
+                                       'reason', 'unknown_account')
+               WHEN im.m IS NULL
+               THEN jsonb_build_object('ok', true, 'duplicate', true)
+               ELSE jsonb_build_object(
+                   'ok', true, 'duplicate', false,
+                   'tenantId', it.tenant_id,
+                   'conversationId', cv.id,
+                   'audience', trim('staff '
+                                    || coalesce(cv.assignee_id::text, '')),
+                   'event', 'new_message',
+                   'data', orbit_message_json(im.m)
+                           || jsonb_build_object('conversation',
+                                  orbit_conversation_json(cv.row, ka.k)))
+               END)
+    INTO res
+    FROM it
+    LEFT JOIN firsts f ON f.ord = it.ord
+    LEFT JOIN ins_m im ON (im.m).id = f.msg_id
+    LEFT JOIN conv cv ON cv.id = (im.m).conversation_id
+    LEFT JOIN kall ka ON (ka.k).id = cv.contact_id;
+
+    res := COALESCE(res, '{}');
+
+    -- The statuses, in their order: several of one message (sent,
+    -- delivered, read in one webhook) each move it forward or not.
+    FOR st IN
+        SELECT t.ord, t.i, cn.id AS conn_id, r.message_id,
+               r.message_created_at, r.tenant_id
+        FROM jsonb_array_elements(items) WITH ORDINALITY AS t (i, ord)
+        LEFT JOIN channel_connections cn
+               ON cn.channel = t.i ->> 'channel'
+              AND cn.account_id = t.i ->> 'account'
+              AND cn.status = 'active'
+        LEFT JOIN message_refs r
+               ON r.connection_id = cn.id
+              AND r.provider_message_id = t.i ->> 'providerMessageId'
+        WHERE t.i ->> 'kind' = 'status'
+        ORDER BY t.ord
+    LOOP
+        IF st.conn_id IS NULL OR st.message_id IS NULL THEN
+            res := res || jsonb_build_object(st.ord::text,
+                jsonb_build_object('ok', false, 'reason',
+                    CASE WHEN st.conn_id IS NULL THEN 'unknown_account'
+                         ELSE 'unknown_message' END));
+            CONTINUE;
+        END IF;
+
+        UPDATE messages SET
+            status = CASE WHEN orbit_status_rank(st.i ->> 'status')
+                               > orbit_status_rank(status)
+                          THEN st.i ->> 'status' ELSE status END,
+            error = CASE WHEN st.i ->> 'status' = 'failed'
+                              AND orbit_status_rank(status)
+                                  < orbit_status_rank('failed')
+                         THEN st.i -> 'error' ELSE error END,
+            statuses = statuses || jsonb_build_object(st.i ->> 'status',
+                COALESCE((st.i ->> 'timestamp')::bigint,
+                         extract(epoch FROM now())::bigint)),
+            updated_at = now()
+        WHERE id = st.message_id AND created_at = st.message_created_at
+        RETURNING * INTO msg;
+
+        SELECT assignee_id INTO assignee FROM conversations
+        WHERE id = msg.conversation_id;
+
+        res := res || jsonb_build_object(st.ord::text, jsonb_build_object(
+            'ok', true, 'tenantId', st.tenant_id,
+            'conversationId', msg.conversation_id,
+            'audience', trim('staff ' || coalesce(assignee::text, '')),
+            'event', 'message_status',
+            'data', jsonb_build_object('messageId', msg.id,
+                'conversationId', msg.conversation_id,
+                'status', msg.status, 'error', msg.error,
+                'statuses', msg.statuses)));
     END LOOP;
 
-    RETURN out;
+    RETURN (SELECT COALESCE(jsonb_agg(res -> n::text ORDER BY n), '[]')
+            FROM generate_series(1, jsonb_array_length(items)) n);
 END
 $$;
