@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "api/orbit_api.h"
+#include "io/orbit_http_client.h"
 
 
 typedef struct orbit_channel_s  orbit_channel_t;
@@ -46,6 +47,37 @@ typedef struct {
     json_t                      *items;        /* normalize appends */
     const char                  *error;        /* why it was refused */
 } orbit_channel_in_t;
+
+
+/*
+ * One outbound message, as its delivery job hands it to the adapter: the
+ * adapter builds the provider's request (send), then reads the answer
+ * (sent).
+ */
+typedef struct {
+    ngx_pool_t                  *pool;         /* the delivery's */
+    ngx_log_t                   *log;
+    json_t                      *message;      /* orbit_message_json() */
+    json_t                      *config;       /* the connection's */
+    json_t                      *credentials;  /* decrypted */
+    const char                  *account;      /* the connection's id */
+    const char                  *to;           /* the contact, channel's id */
+    const char                  *to_phone;     /* E.164, or NULL */
+    const char                  *reply_to;     /* provider's id, or NULL */
+    orbit_http_req_t            *req;          /* send fills it */
+
+    /* sent's reading */
+    ngx_str_t                    provider_id;
+    ngx_str_t                    error;        /* {"code","title",...} */
+    ngx_msec_t                   retry_after;  /* 0: the queue's backoff */
+} orbit_channel_out_t;
+
+
+typedef enum {
+    ORBIT_SEND_DONE = 0,         /* the provider took it */
+    ORBIT_SEND_RETRY,            /* later: 5xx, 429, no answer */
+    ORBIT_SEND_FAIL              /* never: the provider said why */
+} orbit_send_rc_e;
 
 
 struct orbit_channel_s {
@@ -72,6 +104,18 @@ struct orbit_channel_s {
      * stored unless every part of the payload was understood.
      */
     ngx_int_t                  (*normalize)(orbit_channel_in_t *in);
+
+    /*
+     * Outbound.  send: the provider's request for out->message in
+     * out->req; NGX_OK, or NGX_DECLINED with out->error when the message
+     * cannot go on this channel at all.  sent: what the answer in out->req
+     * means.  mark_read: a read receipt's request for the provider's
+     * message id, or NULL when the channel has none.
+     */
+    ngx_int_t                  (*send)(orbit_channel_out_t *out);
+    orbit_send_rc_e            (*sent)(orbit_channel_out_t *out);
+    ngx_int_t                  (*mark_read)(orbit_channel_out_t *out,
+                                            const char *provider_id);
 };
 
 
@@ -86,6 +130,18 @@ const orbit_channel_t *orbit_channel_find(u_char *name, size_t len);
 json_t *orbit_channel_item(orbit_channel_in_t *in, const char *kind,
     const char *channel, const char *account);
 
+
+/* the base URL of the provider's API (orbit_channel_api), or fallback */
+ngx_str_t *ngx_http_orbit_channel_api_url(const char *name,
+    ngx_str_t *fallback);
+
+/* an error {"code": code, "title": title} in out->error */
+void orbit_channel_error(orbit_channel_out_t *out, ngx_int_t code,
+    const char *title);
+
+/* adds "Name: value" to out->req */
+ngx_int_t orbit_channel_header(orbit_channel_out_t *out, const char *name,
+    const char *value);
 
 /* REST handlers: the webhooks */
 ngx_int_t orbit_channel_webhook(orbit_api_req_t *ar);

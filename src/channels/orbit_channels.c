@@ -43,3 +43,51 @@ orbit_channel_item(orbit_channel_in_t *in, const char *kind,
 
     return item;
 }
+
+
+void
+orbit_channel_error(orbit_channel_out_t *out, ngx_int_t code,
+    const char *title)
+{
+    char    *e;
+    json_t  *j;
+
+    j = json_pack("{s:I, s:s}", "code", (json_int_t) code, "title", title);
+    e = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+
+    if (e == NULL) {
+        ngx_str_null(&out->error);
+        return;
+    }
+
+    out->error.len = ngx_strlen(e);
+    out->error.data = ngx_pnalloc(out->pool, out->error.len);
+
+    if (out->error.data) {
+        ngx_memcpy(out->error.data, e, out->error.len);
+
+    } else {
+        out->error.len = 0;
+    }
+
+    free(e);
+}
+
+
+ngx_int_t
+orbit_channel_header(orbit_channel_out_t *out, const char *name,
+    const char *value)
+{
+    ngx_str_t  line;
+
+    line.len = ngx_strlen(name) + 2 + ngx_strlen(value);
+    line.data = ngx_pnalloc(out->pool, line.len);
+    if (line.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(line.data, "%s: %s", name, value);
+
+    return orbit_http_req_header(out->req, &line);
+}

@@ -1,11 +1,16 @@
 /*
- * OrbitDesk channels: WhatsApp Cloud API, inbound (PROTOCOLS.md §1).
+ * OrbitDesk channels: WhatsApp Cloud API (PROTOCOLS.md §1).
  *
  * One Meta app receives the webhooks of every tenant's numbers: its
  * secret (META_APP_SECRET) signs each POST in X-Hub-Signature-256, its
  * verify token (META_VERIFY_TOKEN) answers the verification GET, both from
  * the secrets file.  A change is routed to its tenant by
  * value.metadata.phone_number_id, the account of a "whatsapp" connection.
+ *
+ * Outbound: POST {api}/{phone-number-id}/messages with the connection's
+ * credentials.accessToken, {api} being orbit_channel_api whatsapp or
+ * Graph's.  Our message id rides along as biz_opaque_callback_data, which
+ * Meta echoes in the statuses of the message.
  */
 
 #include "ngx_http_orbit_module.h"
@@ -13,6 +18,7 @@
 
 
 #define ORBIT_WA_ID_MAX     256           /* provider ids we keep */
+#define ORBIT_WA_API        "https://graph.facebook.com/v21.0"
 
 
 /* where in the payload we are, for the messages of a 400 */
@@ -44,6 +50,12 @@ static ngx_int_t orbit_wa_bad(orbit_wa_ctx_t *ctx, const char *what,
     const char *why);
 static const char *orbit_wa_secret(orbit_channel_in_t *in,
     ngx_uint_t verify_token);
+static ngx_int_t orbit_wa_send(orbit_channel_out_t *out);
+static orbit_send_rc_e orbit_wa_sent(orbit_channel_out_t *out);
+static ngx_int_t orbit_wa_mark_read(orbit_channel_out_t *out,
+    const char *provider_id);
+static json_t *orbit_wa_outbound(orbit_channel_out_t *out);
+static ngx_int_t orbit_wa_request(orbit_channel_out_t *out, json_t *body);
 
 
 const orbit_channel_t  orbit_channel_whatsapp = {
@@ -51,6 +63,9 @@ const orbit_channel_t  orbit_channel_whatsapp = {
     orbit_wa_challenge,
     orbit_wa_verify,
     orbit_wa_normalize,
+    orbit_wa_send,
+    orbit_wa_sent,
+    orbit_wa_mark_read,
 };
 
 
@@ -803,4 +818,305 @@ orbit_wa_secret(orbit_channel_in_t *in, ngx_uint_t verify_token)
                   verify_token ? "META_VERIFY_TOKEN" : "META_APP_SECRET");
 
     return NULL;
+}
+
+
+/* outbound ------------------------------------------------------------ */
+
+
+static ngx_int_t
+orbit_wa_send(orbit_channel_out_t *out)
+{
+    json_t  *body;
+
+    body = orbit_wa_outbound(out);
+    if (body == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return orbit_wa_request(out, body);
+}
+
+
+static ngx_int_t
+orbit_wa_mark_read(orbit_channel_out_t *out, const char *provider_id)
+{
+    json_t  *body;
+
+    body = json_pack("{s:s, s:s, s:s}", "messaging_product", "whatsapp",
+                     "status", "read", "message_id", provider_id);
+    if (body == NULL) {
+        return NGX_ERROR;
+    }
+
+    return orbit_wa_request(out, body);
+}
+
+
+/* our message as Graph's body; NULL with out->error when it cannot be */
+
+static json_t *
+orbit_wa_outbound(orbit_channel_out_t *out)
+{
+    json_t      *m, *c, *body, *obj, *v;
+    const char  *type, *id;
+
+    m = out->message;
+    c = json_object_get(m, "content");
+    type = json_string_value(json_object_get(m, "type"));
+    id = json_string_value(json_object_get(m, "id"));
+
+    if (type == NULL || out->to == NULL) {
+        orbit_channel_error(out, 400, "The message has no type or no "
+                                      "recipient on WhatsApp");
+        return NULL;
+    }
+
+    body = json_pack("{s:s, s:s, s:s, s:s, s:s?}",
+                     "messaging_product", "whatsapp",
+                     "recipient_type", "individual", "to", out->to,
+                     "type", type, "biz_opaque_callback_data", id);
+    if (body == NULL) {
+        return NULL;
+    }
+
+    if (ngx_strcmp(type, "text") == 0) {
+        obj = json_pack("{s:b, s:O}", "preview_url",
+                        json_is_true(json_object_get(c, "previewUrl")),
+                        "body", json_object_get(c, "text"));
+
+    } else if (ngx_strcmp(type, "template") == 0) {
+        v = json_object_get(json_object_get(c, "template"), "language");
+        obj = json_deep_copy(json_object_get(c, "template"));
+
+        if (obj && json_is_string(v)) {
+            json_object_set_new(obj, "language",
+                                json_pack("{s:O}", "code", v));
+        }
+
+    } else if (ngx_strcmp(type, "image") == 0
+               || ngx_strcmp(type, "video") == 0
+               || ngx_strcmp(type, "audio") == 0
+               || ngx_strcmp(type, "document") == 0
+               || ngx_strcmp(type, "sticker") == 0)
+    {
+        v = json_object_get(c, "media");
+        obj = json_pack("{s:O?}", "link", json_object_get(v, "url"));
+
+        if (obj && json_is_string(json_object_get(c, "caption"))
+            && ngx_strcmp(type, "audio") != 0
+            && ngx_strcmp(type, "sticker") != 0)
+        {
+            json_object_set(obj, "caption", json_object_get(c, "caption"));
+        }
+
+        if (obj && ngx_strcmp(type, "document") == 0
+            && json_is_string(json_object_get(v, "filename")))
+        {
+            json_object_set(obj, "filename", json_object_get(v, "filename"));
+        }
+
+    } else {
+        json_decref(body);
+        orbit_channel_error(out, 400, "WhatsApp does not send this type");
+        return NULL;
+    }
+
+    if (obj == NULL || json_object_set_new(body, type, obj) != 0) {
+        json_decref(body);
+        return NULL;
+    }
+
+    if (out->reply_to) {
+        json_object_set_new(body, "context",
+                            json_pack("{s:s}", "message_id", out->reply_to));
+    }
+
+    return body;
+}
+
+
+/* POST {api}/{phone-number-id}/messages, Bearer the connection's token */
+
+static ngx_int_t
+orbit_wa_request(orbit_channel_out_t *out, json_t *body)
+{
+    char        *text;
+    u_char      *p;
+    ngx_str_t   *api;
+    const char  *token;
+
+    static ngx_str_t  graph = ngx_string(ORBIT_WA_API);
+
+    token = json_string_value(json_object_get(out->credentials,
+                                              "accessToken"));
+
+    if (token == NULL || token[0] == '\0') {
+        json_decref(body);
+        orbit_channel_error(out, 401, "The WhatsApp connection has no "
+                                      "credentials.accessToken");
+        return NGX_DECLINED;
+    }
+
+    text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->req->body.len = ngx_strlen(text);
+    out->req->body.data = ngx_pnalloc(out->pool, out->req->body.len);
+
+    if (out->req->body.data == NULL) {
+        free(text);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->req->body.data, text, out->req->body.len);
+    free(text);
+
+    api = ngx_http_orbit_channel_api_url("whatsapp", &graph);
+
+    out->req->url.len = api->len + 1 + ngx_strlen(out->account)
+                        + sizeof("/messages") - 1;
+    out->req->url.data = ngx_pnalloc(out->pool, out->req->url.len);
+
+    if (out->req->url.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(out->req->url.data, "%V/%s/messages", api, out->account);
+    out->req->url.len = p - out->req->url.data;
+
+    ngx_str_set(&out->req->method, "POST");
+
+    p = ngx_pnalloc(out->pool, sizeof("Bearer ") + ngx_strlen(token));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(p, "Bearer %s%Z", token);
+
+    if (orbit_channel_header(out, "Authorization", (char *) p) != NGX_OK
+        || orbit_channel_header(out, "Content-Type", "application/json")
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * 200 {"messages":[{"id":"wamid..."}]}: sent.  No answer, 5xx, 429, and
+ * Graph's throttling codes: later.  Any other error: never, with Graph's
+ * {"error":{"message","code","error_data":{"details"}}} as the reason.
+ */
+
+static orbit_send_rc_e
+orbit_wa_sent(orbit_channel_out_t *out)
+{
+    json_t           *res, *e;
+    size_t            i;
+    ngx_int_t         code;
+    ngx_uint_t        status;
+    const char       *id, *msg, *details;
+    ngx_table_elt_t  *h;
+
+    status = out->req->status;
+
+    res = json_loadb((char *) out->req->response.data,
+                     out->req->response.len, 0, NULL);
+
+    if (status >= 200 && status < 300) {
+        id = json_string_value(json_object_get(json_array_get(
+                 json_object_get(res, "messages"), 0), "id"));
+
+        if (id == NULL && !json_is_true(json_object_get(res, "success"))) {
+            json_decref(res);
+            orbit_channel_error(out, (ngx_int_t) status,
+                                "WhatsApp answered without a message id");
+            return ORBIT_SEND_RETRY;
+        }
+
+        if (id) {
+            out->provider_id.len = ngx_strlen(id);
+            out->provider_id.data = ngx_pnalloc(out->pool,
+                                                out->provider_id.len);
+            if (out->provider_id.data == NULL) {
+                json_decref(res);
+                return ORBIT_SEND_RETRY;
+            }
+
+            ngx_memcpy(out->provider_id.data, id, out->provider_id.len);
+        }
+
+        json_decref(res);
+        return ORBIT_SEND_DONE;
+    }
+
+    e = json_object_get(res, "error");
+    code = json_is_integer(json_object_get(e, "code"))
+           ? (ngx_int_t) json_integer_value(json_object_get(e, "code"))
+           : (ngx_int_t) status;
+    msg = json_string_value(json_object_get(e, "message"));
+    details = json_string_value(json_object_get(
+                  json_object_get(e, "error_data"), "details"));
+
+    orbit_channel_error(out, code, msg ? msg
+                                       : status ? "WhatsApp refused it"
+                                                : "WhatsApp did not answer");
+
+    if (details && out->error.len) {
+        /* {"code":..,"title":..} + "details" */
+        e = json_loadb((char *) out->error.data, out->error.len, 0, NULL);
+        json_object_set_new(e, "details", json_string(details));
+        msg = json_dumps(e, JSON_COMPACT);
+        json_decref(e);
+
+        if (msg) {
+            out->error.len = ngx_strlen(msg);
+            out->error.data = ngx_pnalloc(out->pool, out->error.len);
+            if (out->error.data) {
+                ngx_memcpy(out->error.data, msg, out->error.len);
+            } else {
+                out->error.len = 0;
+            }
+            free((char *) msg);
+        }
+    }
+
+    json_decref(res);
+
+    /* throttled: 4 (app), 80007 (account), 130429 (throughput), 131056
+     * (pair rate) */
+
+    if (status == 0 || status == 429 || status >= 500
+        || code == 4 || code == 80007 || code == 130429 || code == 131056)
+    {
+        h = NULL;
+
+        for (i = 0; out->req->response_headers
+                    && i < out->req->response_headers->nelts; i++)
+        {
+            h = (ngx_table_elt_t *) out->req->response_headers->elts + i;
+
+            if (h->key.len == sizeof("Retry-After") - 1
+                && ngx_strncasecmp(h->key.data, (u_char *) "Retry-After",
+                                   h->key.len) == 0)
+            {
+                code = ngx_atoi(h->value.data, h->value.len);
+                if (code > 0 && code < 3600) {
+                    out->retry_after = (ngx_msec_t) code * 1000;
+                }
+                break;
+            }
+        }
+
+        return ORBIT_SEND_RETRY;
+    }
+
+    return ORBIT_SEND_FAIL;
 }

@@ -1,0 +1,164 @@
+/*
+ * OrbitDesk: the channels' directives.
+ *
+ *   http {
+ *       orbit_channel_api  whatsapp  https://graph.facebook.com/v21.0;
+ *   }
+ *
+ * orbit_channel_api names the base URL of a channel's provider API, so
+ * that a fake (the test suites', `orbit run`'s) or a regional endpoint
+ * can stand in for the real one; a channel without one uses its
+ * adapter's default.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_orbit_module.h"
+#include "channels/orbit_channel.h"
+
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_str_t                    url;          /* no trailing "/" */
+} ngx_http_orbit_channel_api_t;
+
+
+typedef struct {
+    ngx_array_t                 *apis;         /* of ..._channel_api_t */
+} ngx_http_orbit_channels_main_conf_t;
+
+
+static char *ngx_http_orbit_channel_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void *ngx_http_orbit_channels_create_main_conf(ngx_conf_t *cf);
+
+
+static ngx_command_t  ngx_http_orbit_channels_commands[] = {
+
+    { ngx_string("orbit_channel_api"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_orbit_channel_api,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_orbit_channels_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_orbit_channels_create_main_conf, /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_orbit_channels_module = {
+    NGX_MODULE_V1,
+    &ngx_http_orbit_channels_module_ctx,   /* module context */
+    ngx_http_orbit_channels_commands,      /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+ngx_str_t *
+ngx_http_orbit_channel_api_url(const char *name, ngx_str_t *fallback)
+{
+    size_t                                len;
+    ngx_uint_t                            i;
+    ngx_http_orbit_channel_api_t         *api;
+    ngx_http_orbit_channels_main_conf_t  *ccf;
+
+    ccf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_orbit_channels_module);
+
+    if (ccf == NULL || ccf->apis == NULL) {
+        return fallback;
+    }
+
+    len = ngx_strlen(name);
+    api = ccf->apis->elts;
+
+    for (i = 0; i < ccf->apis->nelts; i++) {
+        if (api[i].name.len == len
+            && ngx_strncmp(api[i].name.data, name, len) == 0)
+        {
+            return &api[i].url;
+        }
+    }
+
+    return fallback;
+}
+
+
+static char *
+ngx_http_orbit_channel_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_orbit_channels_main_conf_t  *ccf = conf;
+
+    ngx_str_t                     *value;
+    ngx_http_orbit_channel_api_t  *api;
+
+    value = cf->args->elts;
+
+    if (orbit_channel_find(value[1].data, value[1].len) == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown channel \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strncmp(value[2].data, "http://", 7) != 0
+        && ngx_strncmp(value[2].data, "https://", 8) != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is not an http(s) URL", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ccf->apis == NULL) {
+        ccf->apis = ngx_array_create(cf->pool, 4,
+                                     sizeof(ngx_http_orbit_channel_api_t));
+        if (ccf->apis == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    api = ngx_array_push(ccf->apis);
+    if (api == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    api->name = value[1];
+    api->url = value[2];
+
+    while (api->url.len && api->url.data[api->url.len - 1] == '/') {
+        api->url.len--;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_orbit_channels_create_main_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_orbit_channels_main_conf_t));
+}
