@@ -100,6 +100,14 @@ static const orbit_route_t  orbit_api_routes[] = {
     { "POST",  "/api/v1/messages",           (void *) orbit_api_messages_send,
       ORBIT_ROLES_TENANT|ORBIT_SCOPE_MESSAGES_SEND },
 
+    /* the live-chat widget's: a session, then the visitor's token */
+    { "POST",  "/api/v1/channels/live-chat/session",
+      (void *) orbit_livechat_session, ORBIT_PUBLIC },
+    { "POST",  "/api/v1/channels/live-chat/message",
+      (void *) orbit_livechat_message, ORBIT_ROLE_VISITOR|ORBIT_RAW_BODY },
+    { "GET",   "/api/v1/channels/live-chat/messages",
+      (void *) orbit_livechat_messages, ORBIT_ROLE_VISITOR },
+
     /* providers' webhooks: signed, not authenticated */
     { "GET",   "/api/v1/whatsapp/webhook",
       (void *) orbit_channel_whatsapp_webhook, ORBIT_WEBHOOK },

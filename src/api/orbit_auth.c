@@ -24,6 +24,7 @@ static const orbit_auth_role_t  orbit_auth_roles[] = {
     { "ADMIN", ORBIT_ROLE_ADMIN },
     { "MANAGER", ORBIT_ROLE_MANAGER },
     { "AGENT", ORBIT_ROLE_AGENT },
+    { "VISITOR", ORBIT_ROLE_VISITOR },
     { NULL, 0 }
 };
 
@@ -145,7 +146,10 @@ orbit_auth_check(orbit_api_req_t *ar)
         || orbit_auth_str(ar->r->pool, &ar->who.user_id, claims.user_id)
            != NGX_OK
         || orbit_auth_str(ar->r->pool, &ar->who.tenant_id, claims.tenant_id)
-           != NGX_OK)
+           != NGX_OK
+        || orbit_auth_str(ar->r->pool, &ar->who.account, claims.account)
+           != NGX_OK
+        || ((ar->who.role == ORBIT_ROLE_VISITOR) != (claims.account[0] != 0)))
     {
         return orbit_auth_refuse(ar, NGX_HTTP_UNAUTHORIZED,
                                  "Unauthorized");

@@ -19,6 +19,8 @@
 #define ORBIT_ROLE_ADMIN             0x0002
 #define ORBIT_ROLE_MANAGER           0x0004
 #define ORBIT_ROLE_AGENT             0x0008
+#define ORBIT_ROLE_VISITOR           0x0010    /* a live-chat visitor: its
+                                                  own routes only */
 #define ORBIT_ROLES_TENANT                                                   \
     (ORBIT_ROLE_ADMIN|ORBIT_ROLE_MANAGER|ORBIT_ROLE_AGENT)
 #define ORBIT_ROLES_ALL              (ORBIT_ROLE_SUPERADMIN|ORBIT_ROLES_TENANT)
@@ -56,6 +58,7 @@ typedef struct {
     ngx_str_t                    user_id;
     ngx_str_t                    tenant_id;    /* empty: a superadmin */
     ngx_str_t                    key_id;
+    ngx_str_t                    account;      /* a VISITOR's widget key */
 } orbit_principal_t;
 
 

@@ -60,6 +60,7 @@ typedef struct {
     json_t                      *message;      /* orbit_message_json() */
     json_t                      *config;       /* the connection's */
     json_t                      *credentials;  /* decrypted */
+    ngx_str_t                    tenant;
     const char                  *account;      /* the connection's id */
     const char                  *to;           /* the contact, channel's id */
     const char                  *to_phone;     /* E.164, or NULL */
@@ -107,8 +108,9 @@ struct orbit_channel_s {
 
     /*
      * Outbound.  send: the provider's request for out->message in
-     * out->req; NGX_OK, or NGX_DECLINED with out->error when the message
-     * cannot go on this channel at all.  sent: what the answer in out->req
+     * out->req; NGX_OK, NGX_DONE when delivered without one (live chat
+     * pushes to the visitor's socket), or NGX_DECLINED with out->error
+     * when the message cannot go on this channel at all.  sent: what the answer in out->req
      * means.  mark_read: a read receipt's request for the provider's
      * message id, or NULL when the channel has none.
      */
@@ -120,6 +122,7 @@ struct orbit_channel_s {
 
 
 extern const orbit_channel_t  orbit_channel_whatsapp;
+extern const orbit_channel_t  orbit_channel_livechat;
 
 
 /* the adapter served at /api/v1/channels/{name}/webhook, or NULL */
@@ -146,6 +149,15 @@ ngx_int_t orbit_channel_header(orbit_channel_out_t *out, const char *name,
 /* REST handlers: the webhooks */
 ngx_int_t orbit_channel_webhook(orbit_api_req_t *ar);
 ngx_int_t orbit_channel_whatsapp_webhook(orbit_api_req_t *ar);
+
+/* the live-chat widget's: a visitor's session, messages in and out */
+ngx_int_t orbit_livechat_session(orbit_api_req_t *ar);
+ngx_int_t orbit_livechat_message(orbit_api_req_t *ar);
+ngx_int_t orbit_livechat_messages(orbit_api_req_t *ar);
+
+/* the pipeline's way in, for an adapter's own route */
+ngx_int_t orbit_pipeline_start(orbit_api_req_t *ar,
+    const orbit_channel_t *ch);
 
 
 #endif /* _ORBIT_CHANNEL_H_INCLUDED_ */

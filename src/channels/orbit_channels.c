@@ -8,6 +8,7 @@
 
 static const orbit_channel_t  *orbit_channels[] = {
     &orbit_channel_whatsapp,
+    &orbit_channel_livechat,
 };
 
 

@@ -72,8 +72,6 @@ typedef struct {
 } orbit_pipeline_batch_t;
 
 
-static ngx_int_t orbit_pipeline_start(orbit_api_req_t *ar,
-    const orbit_channel_t *ch);
 static ngx_int_t orbit_pipeline_challenge(orbit_channel_in_t *in);
 static void orbit_pipeline_flush(void);
 static void orbit_pipeline_batch_done(orbit_pg_query_t *q, PGresult *res);
@@ -117,7 +115,7 @@ orbit_channel_whatsapp_webhook(orbit_api_req_t *ar)
 }
 
 
-static ngx_int_t
+ngx_int_t
 orbit_pipeline_start(orbit_api_req_t *ar, const orbit_channel_t *ch)
 {
     char                    *items;

@@ -91,6 +91,7 @@ typedef struct {
     char         user_id[48];
     char         tenant_id[48];                /* "" for SUPERADMIN */
     char         role[16];
+    char         account[64];                  /* a VISITOR's widget, or "" */
     long         iat;
     long         exp;
 } orbit_jwt_claims_t;

@@ -1,6 +1,7 @@
 /*
  * OrbitDesk core: access tokens.  HS256 JWTs (libjwt) carrying the
- * claims the seed's clients know: userId, tenantId, role, iat, exp.
+ * claims the seed's clients know: userId, tenantId, role, iat, exp; and
+ * "account", the live-chat widget of a VISITOR's token.
  * Only HS256 is accepted: a token naming another algorithm ("none"
  * included) is invalid whatever its signature.
  */
@@ -35,6 +36,8 @@ orbit_jwt_sign(const unsigned char *key, size_t key_len,
         || (c->tenant_id[0]
             && jwt_add_grant(jwt, "tenantId", c->tenant_id) != 0)
         || jwt_add_grant(jwt, "role", c->role) != 0
+        || (c->account[0]
+            && jwt_add_grant(jwt, "account", c->account) != 0)
         || jwt_add_grant_int(jwt, "iat", c->iat) != 0
         || jwt_add_grant_int(jwt, "exp", c->exp) != 0)
     {
@@ -95,6 +98,11 @@ orbit_jwt_verify(const unsigned char *key, size_t key_len, const char *token,
 
     v = jwt_get_grant(jwt, "tenantId");
     if (v && orbit_jwt_copy(c->tenant_id, sizeof(c->tenant_id), v) != 0) {
+        goto done;
+    }
+
+    v = jwt_get_grant(jwt, "account");
+    if (v && orbit_jwt_copy(c->account, sizeof(c->account), v) != 0) {
         goto done;
     }
 

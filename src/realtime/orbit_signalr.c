@@ -384,9 +384,9 @@ orbit_sr_credentials(ngx_http_request_t *r, orbit_sr_who_t *who)
     role = orbit_auth_role((u_char *) claims.role, ngx_strlen(claims.role));
 
     if (claims.tenant_id[0] == '\0' || role == 0
-        || role == ORBIT_ROLE_SUPERADMIN)
+        || role == ORBIT_ROLE_SUPERADMIN || role == ORBIT_ROLE_VISITOR)
     {
-        /* the hub's groups are a tenant's */
+        /* the hub's groups are a tenant's, and its users' */
         return NGX_HTTP_FORBIDDEN;
     }
 

@@ -475,16 +475,21 @@ orbit_sio_connect(orbit_sio_t *sio, json_t *auth)
 }
 
 
-/* in the tenant's room: connected, or a 44 was sent */
+/* in the tenant's room (a visitor: its own): connected, or a 44 sent */
 
 static ngx_int_t
 orbit_sio_joined(orbit_sio_t *sio)
 {
     ngx_str_t  room;
-    u_char     buf[sizeof("tenant:") + ORBIT_SIO_ID_LEN];
+    u_char     buf[sizeof("visitor:") + ORBIT_SIO_ID_LEN];
+
+    /* a live-chat visitor is in its own room, not its tenant's */
 
     room.data = buf;
-    room.len = ngx_sprintf(buf, "tenant:%V", &sio->tenant_id) - buf;
+    room.len = (sio->role == ORBIT_ROLE_VISITOR
+                ? ngx_sprintf(buf, "visitor:%V", &sio->user_id)
+                : ngx_sprintf(buf, "tenant:%V", &sio->tenant_id))
+               - buf;
 
     sio->tenant_room = orbit_room_join(&room, orbit_sio_deliver, sio,
                                        sio->log);
@@ -582,6 +587,12 @@ orbit_sio_event(orbit_sio_t *sio, ngx_int_t ack, json_t *args)
     }
 
     arg = json_array_get(args, 1);
+
+    if (sio->role == ORBIT_ROLE_VISITOR) {
+        /* a live-chat visitor hears its own room, and sends over REST */
+        orbit_sio_ack(sio, ack, "unknown event");
+        return;
+    }
 
     if (ngx_strcmp(name, "join_conversation") == 0) {
         orbit_sio_join(sio, ack, arg);
@@ -1420,6 +1431,10 @@ orbit_sio_room_joined(orbit_sio_t *sio, ngx_str_t *rooms)
 static void
 orbit_sio_alive(orbit_sio_t *sio, ngx_uint_t alive)
 {
+    if (sio->role == ORBIT_ROLE_VISITOR) {
+        return;                 /* presence is the agents' */
+    }
+
     orbit_presence_update(&sio->tenant_id, &sio->user_id, &sio->sid,
                           alive ? sio->conf->ping_interval
                                   + sio->conf->ping_timeout + 5000
