@@ -445,6 +445,9 @@ const fake = new Fake({
                                file_size: m.file_size });
         },
         'POST auto-status': (b) => {
+            if (b.url && typeof b.appSecret !== 'string') {
+                return json(400, { error: '"appSecret" is required' });
+            }
             auto = b.url ? { ...b } : null;
             return json(200, { autoStatus: auto });
         },
