@@ -222,8 +222,8 @@ test_jwt(void)
     UNIT_OK(strcmp(out.user_id, c.user_id) == 0
             && strcmp(out.tenant_id, c.tenant_id) == 0
             && strcmp(out.role, "ADMIN") == 0 && out.exp == 1900
-            && out.iat == 1000,
-            "jwt: claims come back");
+            && out.iat == 1000 && out.account[0] == '\0',
+            "jwt: claims come back (no account)");
 
     UNIT_OK(orbit_jwt_verify(key, 32, tok, 1900, &out) == ORBIT_JWT_EXPIRED,
             "jwt: expired at exp");
@@ -236,6 +236,18 @@ test_jwt(void)
     UNIT_OK(orbit_jwt_verify(key, 32, tok, 1500, &out) == ORBIT_JWT_INVALID,
             "jwt: a changed signature is invalid");
     orbit_jwt_free(tok);
+
+    /* a live-chat visitor's: its widget in "account" */
+    strcpy(c.role, "VISITOR");
+    strcpy(c.account, "lc_widget-key");
+    tok = orbit_jwt_sign(key, 32, &c);
+    UNIT_OK(tok != NULL
+            && orbit_jwt_verify(key, 32, tok, 1500, &out) == ORBIT_JWT_OK
+            && strcmp(out.account, "lc_widget-key") == 0
+            && strcmp(out.role, "VISITOR") == 0,
+            "jwt: a visitor's account comes back");
+    orbit_jwt_free(tok);
+    c.account[0] = '\0';
 
     /* {"alg":"none"} with the same claims: must never pass */
     none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0."
