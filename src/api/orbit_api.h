@@ -66,6 +66,10 @@ ngx_int_t orbit_api_send_json(orbit_api_req_t *ar, ngx_uint_t status,
 ngx_int_t orbit_api_send_error(orbit_api_req_t *ar, ngx_uint_t status,
     const char *message);
 
+/* json (an object) answered with "name": "value" added to it */
+ngx_int_t orbit_api_send_json_with(orbit_api_req_t *ar, ngx_uint_t status,
+    u_char *json, size_t len, const char *name, const char *value);
+
 /*
  * Checking helpers return NGX_OK to go on; otherwise they have answered
  * (400 and why) and the handler returns ar->rc.
@@ -74,6 +78,9 @@ ngx_int_t orbit_api_send_error(orbit_api_req_t *ar, ngx_uint_t status,
 /* 400 with every message of a failed validation */
 ngx_int_t orbit_api_validate(orbit_api_req_t *ar,
     const orbit_v_field_t *fields);
+
+/* 400 with the messages of errs (a validation of the handler's own) */
+ngx_int_t orbit_api_refuse(orbit_api_req_t *ar, const orbit_v_errors_t *errs);
 
 /* a string field of the body, nul-terminated in the request pool */
 u_char *orbit_api_body_str(orbit_api_req_t *ar, const char *name);
@@ -111,6 +118,14 @@ u_char *orbit_api_param(orbit_api_req_t *ar, ngx_uint_t n);
  */
 ngx_int_t orbit_api_query(orbit_api_req_t *ar, const char *sql,
     int nparams, const char **values, orbit_api_result_pt done);
+
+/*
+ * orbit_api_query() with $1 the route's :id (a UUID, else 400), $2 the
+ * caller's tenant, and, when nparams is 4, $3 the caller and $4 the
+ * client's address.
+ */
+ngx_int_t orbit_api_query_id(orbit_api_req_t *ar, const char *sql,
+    int nparams, orbit_api_result_pt done);
 
 /*
  * The usual done: row 0 is (status int, body json, message text); a NULL

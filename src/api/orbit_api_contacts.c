@@ -221,8 +221,6 @@ static ngx_int_t orbit_contacts_check(orbit_api_req_t *ar,
 static void orbit_contacts_check_more(json_t *body, orbit_v_errors_t *errs);
 static void orbit_contacts_add_error(orbit_v_errors_t *errs,
     const char *message);
-static ngx_int_t orbit_contacts_refuse(orbit_api_req_t *ar,
-    orbit_v_errors_t *errs);
 static ngx_int_t orbit_contacts_raw_body(orbit_api_req_t *ar,
     ngx_str_t *body);
 static const char *orbit_contacts_body_param(orbit_api_req_t *ar);
@@ -1984,7 +1982,7 @@ orbit_contacts_check(orbit_api_req_t *ar, const orbit_v_field_t *fields)
         return NGX_OK;
     }
 
-    return orbit_contacts_refuse(ar, &errs);
+    return orbit_api_refuse(ar, &errs);
 }
 
 
@@ -2092,34 +2090,6 @@ orbit_contacts_add_error(orbit_v_errors_t *errs, const char *message)
     ngx_cpystrn((u_char *) errs->messages[errs->n], (u_char *) message,
                 sizeof(errs->messages[0]));
     errs->n++;
-}
-
-
-static ngx_int_t
-orbit_contacts_refuse(orbit_api_req_t *ar, orbit_v_errors_t *errs)
-{
-    u_char      *buf;
-    size_t       len, i;
-    const char  *msgs[ORBIT_V_MAX_MESSAGES];
-
-    for (i = 0; i < errs->n; i++) {
-        msgs[i] = errs->messages[i];
-    }
-
-    len = orbit_error_json(NULL, 0, NGX_HTTP_BAD_REQUEST, msgs, errs->n, 1);
-
-    buf = ngx_pnalloc(ar->r->pool, len);
-    if (buf == NULL) {
-        ar->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return NGX_DECLINED;
-    }
-
-    len = orbit_error_json((char *) buf, len, NGX_HTTP_BAD_REQUEST, msgs,
-                           errs->n, 1);
-
-    ar->rc = orbit_api_send_json(ar, NGX_HTTP_BAD_REQUEST, buf, len);
-
-    return NGX_DECLINED;
 }
 
 
