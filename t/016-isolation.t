@@ -91,6 +91,15 @@ my $vuser = $r->{json}{id};
 
 my $vkey = all_scopes_key($vadmin, 'VICTIM-KEY-NAME');
 
+my $VCHAN_TOKEN = 'VICTIM-CHANNEL-TOKEN-' . uniq();
+my $vaccount = uniq('victim-account');
+$r = api($t, 'POST', '/api/v1/channels', token => $vadmin->{accessToken},
+         body => { channel => 'telegram', name => 'VICTIM-CHANNEL-NAME',
+                   accountId => $vaccount,
+                   credentials => { botToken => $VCHAN_TOKEN } });
+die "victim channel: $r->{status} $r->{body}" unless $r->{status} == 201;
+my $vchannel = $r->{json}{id};
+
 # --- the attacker: its admin and an all-scopes key
 my ($aadmin, $atid) = tenant('attacker');
 my $akey = all_scopes_key($aadmin, 'attacker key');
@@ -111,6 +120,10 @@ my %SECRET = (
     'victim user name' => $VUSER,
     'victim user email' => $vuser_email,
     'victim admin email' => $vadmin_email,
+    'victim channel id' => $vchannel,
+    'victim channel name' => 'VICTIM-CHANNEL-NAME',
+    'victim channel account' => $vaccount,
+    'victim channel token' => $VCHAN_TOKEN,
 );
 
 sub leaks {
@@ -127,7 +140,10 @@ sub victim_state {
         psql("SELECT name, role, is_active FROM users WHERE id = '$vuser'"),
         psql("SELECT name, is_active, revoked_at IS NULL FROM api_keys"
              . " WHERE id = '$vkey->{id}'"),
-        psql("SELECT status, name FROM tenants WHERE id = '$vtid'");
+        psql("SELECT status, name FROM tenants WHERE id = '$vtid'"),
+        psql("SELECT name, status, config::text, credentials::text,"
+             . " credentials_hint::text FROM channel_connections"
+             . " WHERE id = '$vchannel'");
 }
 my $before = victim_state();
 like($before, qr/\Q$VNAME\E.*\{vtag\}/, 'the victim contact, tagged vtag');
@@ -142,7 +158,8 @@ my %CRED = (
 my @LISTS = ('/api/v1/contacts', '/api/v1/users', '/api/v1/api-keys',
              '/api/v1/audit-logs', '/api/v1/contacts/export',
              '/api/v1/contacts?search=VICTIM', "/api/v1/contacts?tag=vtag",
-             '/api/v1/auth/me');
+             '/api/v1/auth/me', '/api/v1/channels',
+             '/api/v1/channels?channel=telegram');
 
 sub check_lists {
     my ($when) = @_;
@@ -169,6 +186,7 @@ my %VICTIM_ID = (
     'users/:id' => $vuser,
     'api-keys/:id' => $vkey->{id},
     'contacts/:id' => $vcontact,
+    'channels/:id' => $vchannel,
     'tags/:tag' => 'vtag',
 );
 
@@ -179,6 +197,8 @@ my %BODY = (
     'PATCH /api/v1/contacts/:id' => { name => 'pwned' },
     'POST /api/v1/contacts/:id/tags' => { tags => ['pwned'] },
     'PATCH /api/v1/api-keys/:id/revoke' => {},
+    'PATCH /api/v1/channels/:id' => { name => 'pwned', status => 'disabled',
+                                      credentials => { botToken => 'x' } },
 );
 
 my %ORDER = (GET => 0, POST => 1, PATCH => 2, DELETE => 3);
@@ -213,8 +233,8 @@ for my $route (sort { ($ORDER{$a->[0]} // 9) <=> ($ORDER{$b->[0]} // 9)
 }
 
 # --- nothing of the victim's changed
-is(victim_state(), $before, "the victim's contact, user, key and tenant"
-   . ' are unchanged');
+is(victim_state(), $before, "the victim's contact, user, key, tenant and"
+   . ' channel connection are unchanged');
 is(psql("SELECT name FROM contacts WHERE id = '$vcontact'"), $VNAME,
    '... the contact keeps its name');
 is(psql("SELECT array_to_string(tags, ',') FROM contacts"
@@ -225,6 +245,9 @@ is(psql("SELECT is_active FROM api_keys WHERE id = '$vkey->{id}'"), 't',
    '... the key is still active');
 is(psql("SELECT status FROM tenants WHERE id = '$vtid'"), 'active',
    '... the tenant is still active');
+is(psql("SELECT name || ' ' || status FROM channel_connections"
+        . " WHERE id = '$vchannel'"), 'VICTIM-CHANNEL-NAME active',
+   '... the channel connection is still there, as it was');
 
 # and the victim's own credentials still work on them
 $r = api($t, 'GET', "/api/v1/contacts/$vcontact",

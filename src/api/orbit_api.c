@@ -79,6 +79,17 @@ static const orbit_route_t  orbit_api_routes[] = {
       (void *) orbit_api_contacts_untag,
       ORBIT_ROLES_TENANT|ORBIT_SCOPE_CONTACTS_WRITE },
 
+    /* no scope names them: an admin's JWT, never an API key */
+    { "GET",   "/api/v1/channels",            (void *) orbit_api_channels_list,
+      ORBIT_TENANT_STAFF },
+    { "POST",  "/api/v1/channels",           (void *) orbit_api_channels_create,
+      ORBIT_TENANT_ADMINS },
+    { "GET",   "/api/v1/channels/:id",        (void *) orbit_api_channels_get,
+      ORBIT_TENANT_STAFF },
+    { "PATCH", "/api/v1/channels/:id",       (void *) orbit_api_channels_update,
+      ORBIT_TENANT_ADMINS },
+    { "DELETE", "/api/v1/channels/:id",      (void *) orbit_api_channels_delete,
+      ORBIT_TENANT_ADMINS },
 };
 
 #define ORBIT_API_NROUTES                                                    \
@@ -839,6 +850,8 @@ typedef struct {
 static const orbit_api_conflict_t  orbit_api_conflicts[] = {
     { "tenants_slug_key", "slug is already taken" },
     { "users_email_key", "email is already registered" },
+    { "channel_connections_account_key",
+      "accountId is already connected on this channel" },
     { NULL, NULL }
 };
 

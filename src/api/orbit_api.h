@@ -172,5 +172,11 @@ ngx_int_t orbit_api_contacts_delete(orbit_api_req_t *ar);
 ngx_int_t orbit_api_contacts_tag(orbit_api_req_t *ar);
 ngx_int_t orbit_api_contacts_untag(orbit_api_req_t *ar);
 
+ngx_int_t orbit_api_channels_list(orbit_api_req_t *ar);
+ngx_int_t orbit_api_channels_create(orbit_api_req_t *ar);
+ngx_int_t orbit_api_channels_get(orbit_api_req_t *ar);
+ngx_int_t orbit_api_channels_update(orbit_api_req_t *ar);
+ngx_int_t orbit_api_channels_delete(orbit_api_req_t *ar);
+
 
 #endif /* _ORBIT_API_H_INCLUDED_ */
