@@ -97,6 +97,14 @@ my $vconv = psql("INSERT INTO conversations (tenant_id, contact_id, channel)"
 psql("INSERT INTO messages (tenant_id, conversation_id, direction, type,"
      . " content, status) VALUES ('$vtid', '$vconv', 'inbound', 'text',"
      . " '{\"text\": \"VICTIM-MESSAGE-TEXT\"}', 'received')");
+my $VCHAN_TOKEN = 'VICTIM-CHANNEL-TOKEN-' . uniq();
+my $vaccount = uniq('victim-account');
+$r = api($t, 'POST', '/api/v1/channels', token => $vadmin->{accessToken},
+         body => { channel => 'telegram', name => 'VICTIM-CHANNEL-NAME',
+                   accountId => $vaccount,
+                   credentials => { botToken => $VCHAN_TOKEN } });
+die "victim channel: $r->{status} $r->{body}" unless $r->{status} == 201;
+my $vchannel = $r->{json}{id};
 
 # --- the attacker: its admin and an all-scopes key
 my ($aadmin, $atid) = tenant('attacker');
@@ -120,6 +128,10 @@ my %SECRET = (
     'victim admin email' => $vadmin_email,
     'victim conversation id' => $vconv,
     'victim message text' => 'VICTIM-MESSAGE-TEXT',
+    'victim channel id' => $vchannel,
+    'victim channel name' => 'VICTIM-CHANNEL-NAME',
+    'victim channel account' => $vaccount,
+    'victim channel token' => $VCHAN_TOKEN,
 );
 
 sub leaks {
@@ -140,7 +152,10 @@ sub victim_state {
         psql("SELECT status, tags::text, unread_count FROM conversations"
              . " WHERE id = '$vconv'"),
         psql("SELECT count(*) FROM messages WHERE conversation_id"
-             . " = '$vconv'");
+             . " = '$vconv'"),
+        psql("SELECT name, status, config::text, credentials::text,"
+             . " credentials_hint::text FROM channel_connections"
+             . " WHERE id = '$vchannel'");
 }
 my $before = victim_state();
 like($before, qr/\Q$VNAME\E.*\{vtag\}/, 'the victim contact, tagged vtag');
@@ -156,7 +171,9 @@ my @LISTS = ('/api/v1/contacts', '/api/v1/users', '/api/v1/api-keys',
              '/api/v1/audit-logs', '/api/v1/contacts/export',
              '/api/v1/contacts?search=VICTIM', "/api/v1/contacts?tag=vtag",
              '/api/v1/auth/me', '/api/v1/conversations',
-             "/api/v1/conversations?contactId=$vcontact");
+             "/api/v1/conversations?contactId=$vcontact",
+             '/api/v1/channels',
+             '/api/v1/channels?channel=telegram');
 
 sub check_lists {
     my ($when) = @_;
@@ -183,6 +200,7 @@ my %VICTIM_ID = (
     'users/:id' => $vuser,
     'api-keys/:id' => $vkey->{id},
     'contacts/:id' => $vcontact,
+    'channels/:id' => $vchannel,
     'tags/:tag' => 'vtag',
     # a provider's webhook: signed, so no credentials of ours get through
     'channels/:channel' => 'whatsapp',
@@ -199,6 +217,8 @@ my %BODY = (
     'PATCH /api/v1/conversations/:id' => { status => 'resolved',
                                            tags => ['pwned'] },
     'POST /api/v1/conversations/:id/read' => {},
+    'PATCH /api/v1/channels/:id' => { name => 'pwned', status => 'disabled',
+                                      credentials => { botToken => 'x' } },
 );
 
 my %ORDER = (GET => 0, POST => 1, PATCH => 2, DELETE => 3);
@@ -241,8 +261,8 @@ for my $cred (sort keys %CRED) {
 }
 
 # --- nothing of the victim's changed
-is(victim_state(), $before, "the victim's contact, user, key and tenant"
-   . ' are unchanged');
+is(victim_state(), $before, "the victim's contact, user, key, tenant and"
+   . ' channel connection are unchanged');
 is(psql("SELECT name FROM contacts WHERE id = '$vcontact'"), $VNAME,
    '... the contact keeps its name');
 is(psql("SELECT array_to_string(tags, ',') FROM contacts"
@@ -253,6 +273,9 @@ is(psql("SELECT is_active FROM api_keys WHERE id = '$vkey->{id}'"), 't',
    '... the key is still active');
 is(psql("SELECT status FROM tenants WHERE id = '$vtid'"), 'active',
    '... the tenant is still active');
+is(psql("SELECT name || ' ' || status FROM channel_connections"
+        . " WHERE id = '$vchannel'"), 'VICTIM-CHANNEL-NAME active',
+   '... the channel connection is still there, as it was');
 
 # and the victim's own credentials still work on them
 $r = api($t, 'GET', "/api/v1/contacts/$vcontact",

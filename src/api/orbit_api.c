@@ -117,6 +117,17 @@ static const orbit_route_t  orbit_api_routes[] = {
       (void *) orbit_channel_webhook, ORBIT_WEBHOOK },
     { "POST",  "/api/v1/channels/:channel/webhook",
       (void *) orbit_channel_webhook, ORBIT_WEBHOOK|ORBIT_RAW_BODY },
+    /* no scope names them: an admin's JWT, never an API key */
+    { "GET",   "/api/v1/channels",            (void *) orbit_api_channels_list,
+      ORBIT_TENANT_STAFF },
+    { "POST",  "/api/v1/channels",           (void *) orbit_api_channels_create,
+      ORBIT_TENANT_ADMINS },
+    { "GET",   "/api/v1/channels/:id",        (void *) orbit_api_channels_get,
+      ORBIT_TENANT_STAFF },
+    { "PATCH", "/api/v1/channels/:id",       (void *) orbit_api_channels_update,
+      ORBIT_TENANT_ADMINS },
+    { "DELETE", "/api/v1/channels/:id",      (void *) orbit_api_channels_delete,
+      ORBIT_TENANT_ADMINS },
 };
 
 #define ORBIT_API_NROUTES                                                    \
@@ -442,6 +453,57 @@ orbit_api_send(orbit_api_req_t *ar, ngx_uint_t status, ngx_str_t *type,
 }
 
 
+/*
+ * json, a JSON object, answered with "name": "value" added (a value made
+ * in C that must not go through PostgreSQL: a key, a secret, shown once).
+ */
+
+ngx_int_t
+orbit_api_send_json_with(orbit_api_req_t *ar, ngx_uint_t status,
+    u_char *json, size_t len, const char *name, const char *value)
+{
+    u_char  *buf, *p;
+    size_t   nlen, vlen;
+
+    while (len && json[len - 1] != '}') {
+        len--;
+    }
+
+    if (len < 2 || json[0] != '{') {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    nlen = ngx_strlen(name);
+    vlen = ngx_strlen(value);
+
+    buf = ngx_pnalloc(ar->r->pool,
+                      len + sizeof(", \"\" : \"\"}")
+                      + orbit_json_escaped_len(name, nlen)
+                      + orbit_json_escaped_len(value, vlen));
+    if (buf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(buf, json, len - 1);
+
+    while (p[-1] == ' ' || p[-1] == '\n') {
+        p--;                                     /* buf[0] is '{' */
+    }
+
+    if (p[-1] != '{') {
+        p = ngx_cpymem(p, ", ", 2);
+    }
+
+    *p++ = '"';
+    p = (u_char *) orbit_json_escape((char *) p, name, nlen);
+    p = ngx_cpymem(p, "\" : \"", 5);
+    p = (u_char *) orbit_json_escape((char *) p, value, vlen);
+    p = ngx_cpymem(p, "\"}", 2);
+
+    return orbit_api_send_json(ar, status, buf, p - buf);
+}
+
+
 ngx_int_t
 orbit_api_send_error(orbit_api_req_t *ar, ngx_uint_t status,
     const char *message)
@@ -469,30 +531,39 @@ orbit_api_send_error(orbit_api_req_t *ar, ngx_uint_t status,
 ngx_int_t
 orbit_api_validate(orbit_api_req_t *ar, const orbit_v_field_t *fields)
 {
-    u_char            *buf;
-    size_t             len, i;
-    orbit_v_errors_t   errs;
-    const char        *msgs[ORBIT_V_MAX_MESSAGES];
+    orbit_v_errors_t  errs;
 
     if (orbit_validate(ar->body, fields, &errs) == 0) {
         return NGX_OK;
     }
 
-    for (i = 0; i < errs.n; i++) {
-        msgs[i] = errs.messages[i];
+    return orbit_api_refuse(ar, &errs);
+}
+
+
+ngx_int_t
+orbit_api_refuse(orbit_api_req_t *ar, const orbit_v_errors_t *errs)
+{
+    u_char      *buf;
+    size_t       len, i;
+    const char  *msgs[ORBIT_V_MAX_MESSAGES];
+
+    for (i = 0; i < errs->n; i++) {
+        msgs[i] = errs->messages[i];
     }
 
     /* a validation failure always lists its messages, even just one */
 
-    len = orbit_error_json(NULL, 0, NGX_HTTP_BAD_REQUEST, msgs, errs.n, 1);
+    len = orbit_error_json(NULL, 0, NGX_HTTP_BAD_REQUEST, msgs, errs->n, 1);
 
     buf = ngx_pnalloc(ar->r->pool, len);
     if (buf == NULL) {
-        return NGX_ERROR;
+        ar->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_DECLINED;
     }
 
     len = orbit_error_json((char *) buf, len, NGX_HTTP_BAD_REQUEST, msgs,
-                           errs.n, 1);
+                           errs->n, 1);
 
     ar->rc = orbit_api_send_json(ar, NGX_HTTP_BAD_REQUEST, buf, len);
 
@@ -755,6 +826,36 @@ orbit_api_query(orbit_api_req_t *ar, const char *sql, int nparams,
 }
 
 
+/*
+ * The usual statement about one row of the caller's tenant, the route's
+ * first parameter: $1 that id (a UUID, else 400), $2 the tenant, then,
+ * when nparams is 4, $3 the user and $4 the client's address (for the
+ * audit log).
+ */
+
+ngx_int_t
+orbit_api_query_id(orbit_api_req_t *ar, const char *sql, int nparams,
+    orbit_api_result_pt done)
+{
+    const char  **v;
+
+    v = ngx_palloc(ar->r->pool, 4 * sizeof(char *));
+    if (v == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (orbit_api_uuid_param(ar, 0, &v[0]) != NGX_OK) {
+        return ar->rc;
+    }
+
+    v[1] = (char *) ar->who.tenant_id.data;
+    v[2] = (char *) ar->who.user_id.data;
+    v[3] = orbit_api_client_ip(ar);
+
+    return orbit_api_query(ar, sql, nparams, v, done);
+}
+
+
 static void
 orbit_api_query_done(orbit_pg_query_t *q, PGresult *res)
 {
@@ -808,6 +909,8 @@ typedef struct {
 static const orbit_api_conflict_t  orbit_api_conflicts[] = {
     { "tenants_slug_key", "slug is already taken" },
     { "users_email_key", "email is already registered" },
+    { "channel_connections_account_key",
+      "accountId is already connected on this channel" },
     { NULL, NULL }
 };
 

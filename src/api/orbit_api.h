@@ -70,6 +70,10 @@ ngx_int_t orbit_api_send(orbit_api_req_t *ar, ngx_uint_t status,
 ngx_int_t orbit_api_send_error(orbit_api_req_t *ar, ngx_uint_t status,
     const char *message);
 
+/* json (an object) answered with "name": "value" added to it */
+ngx_int_t orbit_api_send_json_with(orbit_api_req_t *ar, ngx_uint_t status,
+    u_char *json, size_t len, const char *name, const char *value);
+
 /*
  * Checking helpers return NGX_OK to go on; otherwise they have answered
  * (400 and why) and the handler returns ar->rc.
@@ -98,6 +102,8 @@ ngx_int_t orbit_api_cursor(orbit_api_req_t *ar, const char *cursor,
 /* the request header name (any case), or NULL */
 ngx_table_elt_t *orbit_api_header_in(ngx_http_request_t *r,
     const char *name);
+/* 400 with the messages of errs (a validation of the handler's own) */
+ngx_int_t orbit_api_refuse(orbit_api_req_t *ar, const orbit_v_errors_t *errs);
 
 /* a string field of the body, nul-terminated in the request pool */
 u_char *orbit_api_body_str(orbit_api_req_t *ar, const char *name);
@@ -142,6 +148,14 @@ ngx_int_t orbit_api_query(orbit_api_req_t *ar, const char *sql,
  */
 ngx_int_t orbit_api_query_failed(orbit_api_req_t *ar, orbit_pg_query_t *q,
     PGresult *res);
+
+/*
+ * orbit_api_query() with $1 the route's :id (a UUID, else 400), $2 the
+ * caller's tenant, and, when nparams is 4, $3 the caller and $4 the
+ * client's address.
+ */
+ngx_int_t orbit_api_query_id(orbit_api_req_t *ar, const char *sql,
+    int nparams, orbit_api_result_pt done);
 
 /*
  * The usual done: row 0 is (status int, body json, message text); a NULL
@@ -196,6 +210,11 @@ ngx_int_t orbit_api_conversations_read(orbit_api_req_t *ar);
 ngx_int_t orbit_api_conversations_messages(orbit_api_req_t *ar);
 
 ngx_int_t orbit_api_messages_send(orbit_api_req_t *ar);
+ngx_int_t orbit_api_channels_list(orbit_api_req_t *ar);
+ngx_int_t orbit_api_channels_create(orbit_api_req_t *ar);
+ngx_int_t orbit_api_channels_get(orbit_api_req_t *ar);
+ngx_int_t orbit_api_channels_update(orbit_api_req_t *ar);
+ngx_int_t orbit_api_channels_delete(orbit_api_req_t *ar);
 
 
 #endif /* _ORBIT_API_H_INCLUDED_ */

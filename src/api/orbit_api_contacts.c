@@ -218,10 +218,6 @@ static const char  orbit_contact_e164[] =
 static ngx_int_t orbit_contacts_check(orbit_api_req_t *ar,
     const orbit_v_field_t *fields);
 static void orbit_contacts_check_more(json_t *body, orbit_v_errors_t *errs);
-static void orbit_contacts_add_error(orbit_v_errors_t *errs,
-    const char *message);
-static ngx_int_t orbit_contacts_refuse(orbit_api_req_t *ar,
-    orbit_v_errors_t *errs);
 static const char *orbit_contacts_body_param(orbit_api_req_t *ar);
 static ngx_int_t orbit_contacts_tag_valid(const u_char *s, size_t len);
 static ngx_int_t orbit_contacts_reserved(const char *key);
@@ -1955,7 +1951,7 @@ orbit_contacts_check(orbit_api_req_t *ar, const orbit_v_field_t *fields)
         return NGX_OK;
     }
 
-    return orbit_contacts_refuse(ar, &errs);
+    return orbit_api_refuse(ar, &errs);
 }
 
 
@@ -1974,7 +1970,7 @@ orbit_contacts_check_more(json_t *body, orbit_v_errors_t *errs)
                                 json_string_length(v))
            > ORBIT_CONTACT_MAX_NAME)
     {
-        orbit_contacts_add_error(errs, "name must be shorter than or equal "
+        orbit_validate_add(errs, "name must be shorter than or equal "
                                        "to 200 characters");
     }
 
@@ -1982,7 +1978,7 @@ orbit_contacts_check_more(json_t *body, orbit_v_errors_t *errs)
 
     if (json_is_array(v)) {
         if (json_array_size(v) > ORBIT_CONTACT_MAX_TAGS) {
-            orbit_contacts_add_error(errs, "tags must contain no more than "
+            orbit_validate_add(errs, "tags must contain no more than "
                                            "50 elements");
         }
 
@@ -1995,7 +1991,7 @@ orbit_contacts_check_more(json_t *body, orbit_v_errors_t *errs)
                     (u_char *) json_string_value(item),
                     json_string_length(item)))
             {
-                orbit_contacts_add_error(errs, "each value in tags must be "
+                orbit_validate_add(errs, "each value in tags must be "
                                          "1 to 50 characters, without ';', "
                                          "'|' or control characters");
                 break;
@@ -2018,7 +2014,7 @@ orbit_contacts_check_more(json_t *body, orbit_v_errors_t *errs)
             || orbit_utf8_chars((char *) key, len)
                > ORBIT_CONTACT_MAX_KEY)
         {
-            orbit_contacts_add_error(errs, "customFields keys must be 1 to "
+            orbit_validate_add(errs, "customFields keys must be 1 to "
                                            "100 characters");
             return;
         }
@@ -2027,7 +2023,7 @@ orbit_contacts_check_more(json_t *body, orbit_v_errors_t *errs)
             ngx_snprintf((u_char *) msg, sizeof(msg),
                          "customFields key %*s is reserved (a column of "
                          "the CSV files)%Z", ngx_min(len, 40), key);
-            orbit_contacts_add_error(errs, msg);
+            orbit_validate_add(errs, msg);
             return;
         }
 
@@ -2037,60 +2033,19 @@ orbit_contacts_check_more(json_t *body, orbit_v_errors_t *errs)
             if (orbit_utf8_chars((char *) s, json_string_length(item))
                 > ORBIT_CONTACT_MAX_VALUE)
             {
-                orbit_contacts_add_error(errs, "customFields values must be "
+                orbit_validate_add(errs, "customFields values must be "
                                          "shorter than or equal to 1000 "
                                          "characters");
                 return;
             }
 
         } else if (json_is_object(item) || json_is_array(item)) {
-            orbit_contacts_add_error(errs, "customFields values must be "
+            orbit_validate_add(errs, "customFields values must be "
                                            "strings, numbers, booleans or "
                                            "null");
             return;
         }
     }
-}
-
-
-static void
-orbit_contacts_add_error(orbit_v_errors_t *errs, const char *message)
-{
-    if (errs->n == ORBIT_V_MAX_MESSAGES) {
-        return;
-    }
-
-    ngx_cpystrn((u_char *) errs->messages[errs->n], (u_char *) message,
-                sizeof(errs->messages[0]));
-    errs->n++;
-}
-
-
-static ngx_int_t
-orbit_contacts_refuse(orbit_api_req_t *ar, orbit_v_errors_t *errs)
-{
-    u_char      *buf;
-    size_t       len, i;
-    const char  *msgs[ORBIT_V_MAX_MESSAGES];
-
-    for (i = 0; i < errs->n; i++) {
-        msgs[i] = errs->messages[i];
-    }
-
-    len = orbit_error_json(NULL, 0, NGX_HTTP_BAD_REQUEST, msgs, errs->n, 1);
-
-    buf = ngx_pnalloc(ar->r->pool, len);
-    if (buf == NULL) {
-        ar->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return NGX_DECLINED;
-    }
-
-    len = orbit_error_json((char *) buf, len, NGX_HTTP_BAD_REQUEST, msgs,
-                           errs->n, 1);
-
-    ar->rc = orbit_api_send_json(ar, NGX_HTTP_BAD_REQUEST, buf, len);
-
-    return NGX_DECLINED;
 }
 
 

@@ -286,8 +286,6 @@ orbit_key_created(orbit_api_req_t *ar, PGresult *res)
 ngx_int_t
 orbit_api_keys_revoke(orbit_api_req_t *ar)
 {
-    const char  **v;
-
     static const char  sql[] =
         "WITH old AS ("
         "  SELECT id, is_active FROM api_keys"
@@ -313,20 +311,7 @@ orbit_api_keys_revoke(orbit_api_req_t *ar)
         return ar->rc;
     }
 
-    v = ngx_palloc(ar->r->pool, 4 * sizeof(char *));
-    if (v == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (orbit_api_uuid_param(ar, 0, &v[0]) != NGX_OK) {
-        return ar->rc;
-    }
-
-    v[1] = (char *) ar->who.tenant_id.data;
-    v[2] = (char *) ar->who.user_id.data;
-    v[3] = orbit_api_client_ip(ar);
-
-    return orbit_api_query(ar, sql, 4, v, orbit_key_changed);
+    return orbit_api_query_id(ar, sql, 4, orbit_key_changed);
 }
 
 
@@ -335,8 +320,6 @@ orbit_api_keys_revoke(orbit_api_req_t *ar)
 ngx_int_t
 orbit_api_keys_delete(orbit_api_req_t *ar)
 {
-    const char  **v;
-
     static const char  sql[] =
         "WITH k AS ("
         "  DELETE FROM api_keys"
@@ -355,20 +338,7 @@ orbit_api_keys_delete(orbit_api_req_t *ar)
         " UNION ALL SELECT 404, NULL, 'API key not found', NULL"
         " LIMIT 1";
 
-    v = ngx_palloc(ar->r->pool, 4 * sizeof(char *));
-    if (v == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (orbit_api_uuid_param(ar, 0, &v[0]) != NGX_OK) {
-        return ar->rc;
-    }
-
-    v[1] = (char *) ar->who.tenant_id.data;
-    v[2] = (char *) ar->who.user_id.data;
-    v[3] = orbit_api_client_ip(ar);
-
-    return orbit_api_query(ar, sql, 4, v, orbit_key_changed);
+    return orbit_api_query_id(ar, sql, 4, orbit_key_changed);
 }
 
 

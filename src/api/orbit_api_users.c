@@ -113,26 +113,13 @@ orbit_api_users_list(orbit_api_req_t *ar)
 ngx_int_t
 orbit_api_users_get(orbit_api_req_t *ar)
 {
-    const char  **v;
-
     static const char  sql[] =
         "SELECT 200, " ORBIT_USER_JSON ", NULL FROM users u"
         " WHERE u.id = $1::uuid AND u.tenant_id = $2::uuid"
         " UNION ALL SELECT 404, NULL, 'User not found'"
         " LIMIT 1";
 
-    v = ngx_palloc(ar->r->pool, 2 * sizeof(char *));
-    if (v == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (orbit_api_uuid_param(ar, 0, &v[0]) != NGX_OK) {
-        return ar->rc;
-    }
-
-    v[1] = (char *) ar->who.tenant_id.data;
-
-    return orbit_api_query(ar, sql, 2, v, orbit_api_respond_row);
+    return orbit_api_query_id(ar, sql, 2, orbit_api_respond_row);
 }
 
 

@@ -71,7 +71,12 @@ size_t orbit_route_allow(const orbit_route_t *routes, size_t n,
 
 #define ORBIT_SHA256_HEX_LEN  64
 
+/* 2 * len lowercase hex digits and a nul */
 void orbit_hex(char *dst, const unsigned char *src, size_t len);
+
+/* len hex digits (either case) -> len / 2 bytes; 0, or -1 */
+int orbit_unhex(unsigned char *dst, const char *src, size_t len);
+
 void orbit_sha256_hex(char out[ORBIT_SHA256_HEX_LEN + 1], const void *data,
     size_t len);
 int orbit_hmac_sha256_hex(char out[ORBIT_SHA256_HEX_LEN + 1],
@@ -83,6 +88,10 @@ int orbit_equal(const void *a, size_t alen, const void *b, size_t blen);
 /* nbytes (at most 64) random bytes, base64url, nul-terminated in out */
 #define ORBIT_TOKEN_LEN(nbytes)  (((nbytes) * 4 + 2) / 3)
 int orbit_random_token(char *out, size_t nbytes);
+
+/* a random (version 4) UUID, lowercase, nul-terminated */
+#define ORBIT_UUID_LEN  36
+int orbit_random_uuid(char out[ORBIT_UUID_LEN + 1]);
 
 
 /* jwt: HS256 access tokens */

@@ -1,6 +1,6 @@
 /*
  * OrbitDesk core: the small crypto every part needs, on OpenSSL: SHA-256
- * and HMAC-SHA256 in hex, timing-safe comparison, random tokens.
+ * and HMAC-SHA256 in hex, timing-safe comparison, random tokens and ids.
  */
 
 #include <string.h>
@@ -11,6 +11,9 @@
 #include <openssl/sha.h>
 
 #include "orbit_core.h"
+
+
+static int orbit_hexval(char c);
 
 
 static const char  orbit_hex_digits[] = "0123456789abcdef";
@@ -30,6 +33,44 @@ orbit_hex(char *dst, const unsigned char *src, size_t len)
     }
 
     *dst = '\0';
+}
+
+
+int
+orbit_unhex(unsigned char *dst, const char *src, size_t len)
+{
+    int     hi, lo;
+    size_t  i;
+
+    if (len & 1) {
+        return -1;
+    }
+
+    for (i = 0; i < len; i += 2) {
+        hi = orbit_hexval(src[i]);
+        lo = orbit_hexval(src[i + 1]);
+
+        if (hi < 0 || lo < 0) {
+            return -1;
+        }
+
+        dst[i / 2] = (unsigned char) (hi << 4 | lo);
+    }
+
+    return 0;
+}
+
+
+static int
+orbit_hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    c |= 0x20;
+
+    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
 }
 
 
@@ -112,6 +153,38 @@ orbit_random_token(char *out, size_t nbytes)
     out[o] = '\0';
 
     OPENSSL_cleanse(buf, sizeof(buf));
+
+    return 0;
+}
+
+
+/* a version 4 UUID (RFC 9562), lowercase, as PostgreSQL writes one */
+
+int
+orbit_random_uuid(char out[ORBIT_UUID_LEN + 1])
+{
+    char           hex[33];
+    unsigned char  b[16];
+
+    if (RAND_bytes(b, sizeof(b)) != 1) {
+        return -1;
+    }
+
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+
+    orbit_hex(hex, b, sizeof(b));
+
+    memcpy(out, hex, 8);
+    out[8] = '-';
+    memcpy(out + 9, hex + 8, 4);
+    out[13] = '-';
+    memcpy(out + 14, hex + 12, 4);
+    out[18] = '-';
+    memcpy(out + 19, hex + 16, 4);
+    out[23] = '-';
+    memcpy(out + 24, hex + 20, 12);
+    out[36] = '\0';
 
     return 0;
 }

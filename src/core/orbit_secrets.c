@@ -16,11 +16,6 @@
 #include "orbit_core.h"
 
 
-static int orbit_secrets_hexval(char c);
-static int orbit_secrets_unhex(unsigned char *dst, const char *src,
-    size_t len);
-
-
 int
 orbit_secrets_parse(const char *text, size_t len, orbit_secrets_t *s,
     char *err, size_t errlen)
@@ -89,9 +84,7 @@ orbit_secrets_parse(const char *text, size_t len, orbit_secrets_t *s,
         if (klen == sizeof("ENCRYPTION_KEY") - 1
             && memcmp(key, "ENCRYPTION_KEY", klen) == 0)
         {
-            if (vlen != 64 || orbit_secrets_unhex(s->encryption_key, val, 64)
-                              != 0)
-            {
+            if (vlen != 64 || orbit_unhex(s->encryption_key, val, 64) != 0) {
                 snprintf(err, errlen, "line %zu: ENCRYPTION_KEY must be 64 "
                          "hex digits", lineno);
                 return -1;
@@ -131,40 +124,6 @@ orbit_secrets_parse(const char *text, size_t len, orbit_secrets_t *s,
     if (!s->has_encryption_key) {
         snprintf(err, errlen, "ENCRYPTION_KEY is missing");
         return -1;
-    }
-
-    return 0;
-}
-
-
-static int
-orbit_secrets_hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-
-    c |= 0x20;
-
-    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-}
-
-
-static int
-orbit_secrets_unhex(unsigned char *dst, const char *src, size_t len)
-{
-    int     hi, lo;
-    size_t  i;
-
-    for (i = 0; i < len; i += 2) {
-        hi = orbit_secrets_hexval(src[i]);
-        lo = orbit_secrets_hexval(src[i + 1]);
-
-        if (hi < 0 || lo < 0) {
-            return -1;
-        }
-
-        dst[i / 2] = (unsigned char) (hi << 4 | lo);
     }
 
     return 0;

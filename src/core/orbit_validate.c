@@ -262,6 +262,30 @@ orbit_v_check_string(const char *s, size_t len, const orbit_v_field_t *f,
 }
 
 
+void
+orbit_validate_add(orbit_v_errors_t *errs, const char *message)
+{
+    orbit_v_add(errs, message, NULL, 0);
+}
+
+
+size_t
+orbit_utf8_chars(const char *s, size_t len)
+{
+    size_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        if (((unsigned char) s[i] & 0xc0) != 0x80) {
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
 int
 orbit_valid_email(const char *s, size_t len)
 {
@@ -507,21 +531,4 @@ orbit_v_find(const orbit_v_field_t *fields, const char *name)
     }
 
     return NULL;
-}
-
-
-size_t
-orbit_utf8_chars(const char *s, size_t len)
-{
-    size_t  i, n;
-
-    n = 0;
-
-    for (i = 0; i < len; i++) {
-        if (((unsigned char) s[i] & 0xc0) != 0x80) {
-            n++;
-        }
-    }
-
-    return n;
 }

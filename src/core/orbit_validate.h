@@ -61,15 +61,18 @@ typedef struct {
 size_t orbit_validate(json_t *body, const orbit_v_field_t *fields,
     orbit_v_errors_t *errs);
 
+/* appends a message of the caller's own checks (if there is room) */
+void orbit_validate_add(orbit_v_errors_t *errs, const char *message);
+
+/* the characters of valid UTF-8 text: its bytes that are not 10xxxxxx */
+size_t orbit_utf8_chars(const char *s, size_t len);
+
 int orbit_valid_email(const char *s, size_t len);
 int orbit_valid_e164(const char *s, size_t len);
 int orbit_valid_uuid(const char *s, size_t len);
 int orbit_valid_slug(const char *s, size_t len);
 int orbit_valid_datetime(const char *s, size_t len);
 int orbit_valid_utf8(const char *s, size_t len);
-
-/* the characters of valid UTF-8 (its lead bytes) */
-size_t orbit_utf8_chars(const char *s, size_t len);
 
 
 #endif /* _ORBIT_VALIDATE_H_INCLUDED_ */
