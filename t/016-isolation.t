@@ -227,6 +227,8 @@ for my $route (sort { ($ORDER{$a->[0]} // 9) <=> ($ORDER{$b->[0]} // 9)
     my ($method, $pattern) = @$route;
     my $path = $pattern;
     my @unknown;
+    # a keyed channel's webhook: the channel, then the account
+    $path =~ s{/:channel/:account/}{/api/$vaccount/};
     $path =~ s{([\w-]+)/:(\w+)}{
         my $k = "$1/:$2";
         exists $VICTIM_ID{$k} ? "$1/$VICTIM_ID{$k}" : do { push @unknown, $k; "$1/:$2" }

@@ -117,6 +117,8 @@ static const orbit_route_t  orbit_api_routes[] = {
       (void *) orbit_channel_webhook, ORBIT_WEBHOOK },
     { "POST",  "/api/v1/channels/:channel/webhook",
       (void *) orbit_channel_webhook, ORBIT_WEBHOOK|ORBIT_RAW_BODY },
+    { "POST",  "/api/v1/channels/:channel/:account/webhook",
+      (void *) orbit_channel_webhook, ORBIT_WEBHOOK|ORBIT_RAW_BODY },
     /* no scope names them: an admin's JWT, never an API key */
     { "GET",   "/api/v1/channels",            (void *) orbit_api_channels_list,
       ORBIT_TENANT_STAFF },

@@ -34,6 +34,7 @@
 
 #include "api/orbit_api.h"
 #include "io/orbit_http_client.h"
+/* #include "jobs/orbit_jobs.h" (with src/jobs) */
 
 
 typedef struct orbit_channel_s  orbit_channel_t;
@@ -46,7 +47,19 @@ typedef struct {
     ngx_str_t                    body;         /* raw, nul-terminated */
     json_t                      *items;        /* normalize appends */
     const char                  *error;        /* why it was refused */
+
+    /* ORBIT_CHANNEL_KEYED: the account named by the webhook's path */
+    const char                  *account;
+    json_t                      *credentials;  /* opened */
 } orbit_channel_in_t;
+
+
+/*
+ * The account is in the webhook's path (/channels/{name}/{account}/
+ * webhook), and its own credentials verify the request: the pipeline
+ * loads them before verify.
+ */
+#define ORBIT_CHANNEL_KEYED  0x0001
 
 
 /*
@@ -83,6 +96,7 @@ typedef enum {
 
 struct orbit_channel_s {
     const char                  *name;         /* in the webhook's path */
+    const char                  *channel;      /* conversations' channel */
 
     /*
      * The provider's verification GET (Meta's hub.challenge), or NULL: the
@@ -118,15 +132,21 @@ struct orbit_channel_s {
     orbit_send_rc_e            (*sent)(orbit_channel_out_t *out);
     ngx_int_t                  (*mark_read)(orbit_channel_out_t *out,
                                             const char *provider_id);
+
+    ngx_uint_t                   flags;        /* ORBIT_CHANNEL_* */
 };
 
 
 extern const orbit_channel_t  orbit_channel_whatsapp;
 extern const orbit_channel_t  orbit_channel_livechat;
+extern const orbit_channel_t  orbit_channel_api;
 
 
 /* the adapter served at /api/v1/channels/{name}/webhook, or NULL */
 const orbit_channel_t *orbit_channel_find(u_char *name, size_t len);
+
+/* the adapter that sends a conversation's channel ("livechat"), or NULL */
+const orbit_channel_t *orbit_channel_for(const char *channel);
 
 /* a new item of kind ("message", "status") for the conversation channel
  * and account, appended to in->items; NULL when out of memory */
@@ -137,6 +157,18 @@ json_t *orbit_channel_item(orbit_channel_in_t *in, const char *kind,
 /* the base URL of the provider's API (orbit_channel_api), or fallback */
 ngx_str_t *ngx_http_orbit_channel_api_url(const char *name,
     ngx_str_t *fallback);
+
+/*
+ * X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>, the
+ * signature of Meta's webhooks and of the API channel: NGX_OK, or 403
+ * with in->error.
+ */
+ngx_int_t orbit_channel_hub_signature(orbit_channel_in_t *in,
+    const char *secret);
+
+/* the same signature of body, for a request we send: "sha256=..." */
+ngx_int_t orbit_channel_sign(orbit_channel_out_t *out, const char *secret,
+    ngx_str_t *body, char **header);
 
 /* an error {"code": code, "title": title} in out->error */
 void orbit_channel_error(orbit_channel_out_t *out, ngx_int_t code,
@@ -154,6 +186,8 @@ ngx_int_t orbit_channel_whatsapp_webhook(orbit_api_req_t *ar);
 ngx_int_t orbit_livechat_session(orbit_api_req_t *ar);
 ngx_int_t orbit_livechat_message(orbit_api_req_t *ar);
 ngx_int_t orbit_livechat_messages(orbit_api_req_t *ar);
+
+/* @JOBS@ */
 
 /* the pipeline's way in, for an adapter's own route */
 ngx_int_t orbit_pipeline_start(orbit_api_req_t *ar,

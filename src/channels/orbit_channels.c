@@ -3,12 +3,14 @@
  * is listed here.
  */
 
+#include "ngx_http_orbit_module.h"
 #include "channels/orbit_channel.h"
 
 
 static const orbit_channel_t  *orbit_channels[] = {
     &orbit_channel_whatsapp,
     &orbit_channel_livechat,
+    &orbit_channel_api,
 };
 
 
@@ -21,6 +23,21 @@ orbit_channel_find(u_char *name, size_t len)
         if (ngx_strlen(orbit_channels[i]->name) == len
             && ngx_strncmp(orbit_channels[i]->name, name, len) == 0)
         {
+            return orbit_channels[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+const orbit_channel_t *
+orbit_channel_for(const char *channel)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < sizeof(orbit_channels) / sizeof(orbit_channels[0]); i++) {
+        if (ngx_strcmp(orbit_channels[i]->channel, channel) == 0) {
             return orbit_channels[i];
         }
     }
@@ -91,4 +108,74 @@ orbit_channel_header(orbit_channel_out_t *out, const char *name,
     ngx_sprintf(line.data, "%s: %s", name, value);
 
     return orbit_http_req_header(out->req, &line);
+}
+
+
+ngx_int_t
+orbit_channel_hub_signature(orbit_channel_in_t *in, const char *secret)
+{
+    u_char           *sig;
+    ngx_table_elt_t  *h;
+    char              mac[ORBIT_SHA256_HEX_LEN + 1];
+    u_char            got[ORBIT_SHA256_HEX_LEN];
+
+    h = orbit_api_header_in(in->ar->r, "X-Hub-Signature-256");
+
+    if (h == NULL) {
+        in->error = "X-Hub-Signature-256 is missing";
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    sig = h->value.data;
+
+    if (h->value.len != sizeof("sha256=") - 1 + ORBIT_SHA256_HEX_LEN
+        || ngx_strncasecmp(sig, (u_char *) "sha256=", sizeof("sha256=") - 1)
+           != 0)
+    {
+        in->error = "X-Hub-Signature-256 must be sha256=<64 hex digits>";
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    ngx_strlow(got, sig + sizeof("sha256=") - 1, ORBIT_SHA256_HEX_LEN);
+
+    if (orbit_hmac_sha256_hex(mac, secret, ngx_strlen(secret),
+                              in->body.data, in->body.len)
+        != 0)
+    {
+        in->error = "the signature could not be computed";
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!orbit_equal(mac, ORBIT_SHA256_HEX_LEN, got, ORBIT_SHA256_HEX_LEN)) {
+        in->error = "X-Hub-Signature-256 does not match the body";
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+orbit_channel_sign(orbit_channel_out_t *out, const char *secret,
+    ngx_str_t *body, char **header)
+{
+    char  *h;
+
+    h = ngx_pnalloc(out->pool, sizeof("sha256=") + ORBIT_SHA256_HEX_LEN);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(h, "sha256=", sizeof("sha256=") - 1);
+
+    if (orbit_hmac_sha256_hex(h + sizeof("sha256=") - 1, secret,
+                              ngx_strlen(secret), body->data, body->len)
+        != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    *header = h;
+
+    return NGX_OK;
 }

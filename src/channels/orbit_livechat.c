@@ -35,12 +35,14 @@ static ngx_int_t orbit_lc_bad(orbit_channel_in_t *in, const char *why);
 
 const orbit_channel_t  orbit_channel_livechat = {
     "live-chat",
+    "livechat",
     NULL,
     orbit_lc_verify,
     orbit_lc_normalize,
     orbit_lc_send,
     NULL,
     NULL,
+    0,
 };
 
 

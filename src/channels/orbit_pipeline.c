@@ -23,6 +23,7 @@
 
 #include "ngx_http_orbit_module.h"
 #include "channels/orbit_channel.h"
+#include "channels/orbit_channel_creds.h"
 #include "realtime/orbit_rooms.h"
 
 
@@ -73,6 +74,9 @@ typedef struct {
 
 
 static ngx_int_t orbit_pipeline_challenge(orbit_channel_in_t *in);
+static ngx_int_t orbit_pipeline_load(orbit_channel_in_t *in);
+static void orbit_pipeline_loaded(orbit_api_req_t *ar, PGresult *res);
+static ngx_int_t orbit_pipeline_take(orbit_channel_in_t *in);
 static void orbit_pipeline_flush(void);
 static void orbit_pipeline_batch_done(orbit_pg_query_t *q, PGresult *res);
 static void orbit_pipeline_stored(orbit_pipeline_wait_t *w, json_t *results,
@@ -98,7 +102,12 @@ orbit_channel_webhook(orbit_api_req_t *ar)
 
     ch = orbit_channel_find((u_char *) name->data, name->len);
 
-    if (ch == NULL) {
+    /* a keyed channel's webhook names its account, the others' do not */
+
+    if (ch == NULL
+        || ((ch->flags & ORBIT_CHANNEL_KEYED) != 0)
+           != (ar->match.nparams == 2))
+    {
         (void) ngx_http_discard_request_body(ar->r);
         return orbit_api_send_error(ar, NGX_HTTP_NOT_FOUND,
                                     "There is no such channel");
@@ -118,12 +127,7 @@ orbit_channel_whatsapp_webhook(orbit_api_req_t *ar)
 ngx_int_t
 orbit_pipeline_start(orbit_api_req_t *ar, const orbit_channel_t *ch)
 {
-    char                    *items;
-    ngx_int_t                rc;
-    ngx_pool_cleanup_t      *cln;
-    orbit_channel_in_t      *in;
-    orbit_pipeline_wait_t   *w;
-    orbit_pipeline_count_t   none;
+    orbit_channel_in_t  *in;
 
     in = ngx_pcalloc(ar->r->pool, sizeof(orbit_channel_in_t));
     if (in == NULL) {
@@ -141,6 +145,110 @@ orbit_pipeline_start(orbit_api_req_t *ar, const orbit_channel_t *ch)
     if (orbit_api_raw_body(ar, &in->body) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    if (ch->flags & ORBIT_CHANNEL_KEYED) {
+        return orbit_pipeline_load(in);
+    }
+
+    return orbit_pipeline_take(in);
+}
+
+
+/*
+ * A keyed channel: its connection's credentials first (one query), which
+ * verify the request.  Unknown or disabled: 404.
+ */
+
+static ngx_int_t
+orbit_pipeline_load(orbit_channel_in_t *in)
+{
+    const char  **v;
+
+    static const char  sql[] =
+        "SELECT tenant_id, id, credentials FROM channel_connections"
+        " WHERE channel = $1 AND account_id = $2 AND status = 'active'";
+
+    v = ngx_palloc(in->ar->r->pool, 2 * sizeof(const char *));
+    if (v == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    in->account = orbit_api_strdup_n(in->ar->r->pool,
+                      (u_char *) in->ar->match.params[1].data,
+                      in->ar->match.params[1].len);
+
+    if (in->account == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v[0] = in->channel->channel;
+    v[1] = in->account;
+
+    return orbit_api_query(in->ar, sql, 2, v, orbit_pipeline_loaded);
+}
+
+
+static void
+orbit_pipeline_loaded(orbit_api_req_t *ar, PGresult *res)
+{
+    orbit_channel_in_t  *in = ar->data;
+
+    ngx_str_t            tenant, conn;
+    ngx_pool_cleanup_t  *cln;
+
+    if (PQntuples(res) != 1) {
+        orbit_api_finish(ar, orbit_api_send_error(ar, NGX_HTTP_NOT_FOUND,
+                                 "No connected account matches this "
+                                 "webhook"));
+        return;
+    }
+
+    tenant.data = (u_char *) PQgetvalue(res, 0, 0);
+    tenant.len = PQgetlength(res, 0, 0);
+    conn.data = (u_char *) PQgetvalue(res, 0, 1);
+    conn.len = PQgetlength(res, 0, 1);
+
+    cln = ngx_pool_cleanup_add(ar->r->pool, 0);
+    if (cln == NULL) {
+        orbit_api_finish(ar, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    in->credentials = orbit_channel_creds_open(ar->r->connection->log,
+                          (u_char *) PQgetvalue(res, 0, 2),
+                          PQgetlength(res, 0, 2), &tenant, &conn);
+
+    if (in->credentials == NULL) {
+        orbit_api_finish(ar, orbit_api_send_error(ar,
+                                 NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 "This connection's credentials cannot be "
+                                 "read: enter them again"));
+        return;
+    }
+
+    cln->handler = orbit_pipeline_json_free;
+    cln->data = in->credentials;
+
+    /* NGX_DONE: the pipeline holds the request on; ours is let go */
+    orbit_api_finish(ar, orbit_pipeline_take(in));
+}
+
+
+/* verify, normalize, and wait for a statement */
+
+static ngx_int_t
+orbit_pipeline_take(orbit_channel_in_t *in)
+{
+    char                    *items;
+    ngx_int_t                rc;
+    ngx_pool_cleanup_t      *cln;
+    orbit_api_req_t         *ar;
+    orbit_pipeline_wait_t   *w;
+    orbit_pipeline_count_t   none;
+    const orbit_channel_t   *ch;
+
+    ar = in->ar;
+    ch = in->channel;
 
     /* the signature first: nothing parses what the provider did not sign */
 

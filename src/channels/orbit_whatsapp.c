@@ -60,12 +60,14 @@ static ngx_int_t orbit_wa_request(orbit_channel_out_t *out, json_t *body);
 
 const orbit_channel_t  orbit_channel_whatsapp = {
     "whatsapp",
+    "whatsapp",
     orbit_wa_challenge,
     orbit_wa_verify,
     orbit_wa_normalize,
     orbit_wa_send,
     orbit_wa_sent,
     orbit_wa_mark_read,
+    0,
 };
 
 
@@ -113,55 +115,19 @@ orbit_wa_challenge(orbit_channel_in_t *in, ngx_str_t *reply)
 }
 
 
-/* X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)> */
+/* X-Hub-Signature-256 under the Meta app's secret */
 
 static ngx_int_t
 orbit_wa_verify(orbit_channel_in_t *in)
 {
-    u_char           *sig;
-    const char       *secret;
-    ngx_table_elt_t  *h;
-    char              mac[ORBIT_SHA256_HEX_LEN + 1];
-    u_char            got[ORBIT_SHA256_HEX_LEN];
+    const char  *secret;
 
     secret = orbit_wa_secret(in, 0);
     if (secret == NULL) {
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    h = orbit_api_header_in(in->ar->r, "X-Hub-Signature-256");
-
-    if (h == NULL) {
-        in->error = "X-Hub-Signature-256 is missing";
-        return NGX_HTTP_FORBIDDEN;
-    }
-
-    sig = h->value.data;
-
-    if (h->value.len != sizeof("sha256=") - 1 + ORBIT_SHA256_HEX_LEN
-        || ngx_strncasecmp(sig, (u_char *) "sha256=", sizeof("sha256=") - 1)
-           != 0)
-    {
-        in->error = "X-Hub-Signature-256 must be sha256=<64 hex digits>";
-        return NGX_HTTP_FORBIDDEN;
-    }
-
-    ngx_strlow(got, sig + sizeof("sha256=") - 1, ORBIT_SHA256_HEX_LEN);
-
-    if (orbit_hmac_sha256_hex(mac, secret, ngx_strlen(secret),
-                              in->body.data, in->body.len)
-        != 0)
-    {
-        in->error = "the signature could not be computed";
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (!orbit_equal(mac, ORBIT_SHA256_HEX_LEN, got, ORBIT_SHA256_HEX_LEN)) {
-        in->error = "X-Hub-Signature-256 does not match the body";
-        return NGX_HTTP_FORBIDDEN;
-    }
-
-    return NGX_OK;
+    return orbit_channel_hub_signature(in, secret);
 }
 
 
@@ -642,7 +608,7 @@ orbit_wa_status(orbit_wa_ctx_t *ctx, json_t *st)
 {
     json_t      *item, *e, *error;
     json_int_t   ts;
-    const char  *id, *status, *details;
+    const char  *id, *status, *details, *opaque;
 
     id = json_string_value(json_object_get(st, "id"));
     status = json_string_value(json_object_get(st, "status"));
@@ -678,6 +644,14 @@ orbit_wa_status(orbit_wa_ctx_t *ctx, json_t *st)
     json_object_set_new(item, "providerMessageId", json_string(id));
     json_object_set_new(item, "status", json_string(status));
     json_object_set_new(item, "timestamp", json_integer(ts));
+
+    /* our id, sent as biz_opaque_callback_data: a status that outruns
+     * the commit of its send still finds its message */
+    opaque = json_string_value(json_object_get(st,
+                                               "biz_opaque_callback_data"));
+    if (opaque && orbit_valid_uuid(opaque, ngx_strlen(opaque))) {
+        json_object_set_new(item, "messageId", json_string(opaque));
+    }
 
     e = json_array_get(json_object_get(st, "errors"), 0);
 

@@ -298,7 +298,8 @@ function sendMessage(call, req, phoneId) {
         body: { messaging_product: 'whatsapp',
                 contacts: [{ input: b.to, wa_id: waId }],
                 messages: [message] },
-        after: () => autoStatuses(phoneId, id, waId, b.type || 'text'),
+        after: () => autoStatuses(phoneId, id, waId, b.type || 'text',
+                                  b.biz_opaque_callback_data),
     };
 }
 
@@ -358,9 +359,11 @@ function handle(call, req) {
 }
 
 // --- statuses webhooks, as Meta sends them after a send
-function statusValue(phoneId, id, waId, status, category) {
+function statusValue(phoneId, id, waId, status, category, opaque) {
     const s = { id, status, timestamp: String(Math.floor(now())),
                 recipient_id: waId };
+    // Meta echoes the send's biz_opaque_callback_data in its statuses
+    if (opaque !== undefined) s.biz_opaque_callback_data = opaque;
     if (status === 'sent' || status === 'delivered') {
         s.conversation = { id: crypto.randomBytes(16).toString('hex'),
                            origin: { type: category } };
@@ -388,7 +391,7 @@ function statusValue(phoneId, id, waId, status, category) {
     };
 }
 
-function autoStatuses(phoneId, id, waId, type) {
+function autoStatuses(phoneId, id, waId, type, opaque) {
     if (!auto || !auto.url) return;
     const a = auto;
     const category = type === 'template' ? 'utility' : 'service';
@@ -398,7 +401,8 @@ function autoStatuses(phoneId, id, waId, type) {
         if (a !== auto) return;    // reset or reconfigured meanwhile
         fake.post('auto-status', {
             url: a.url, secret: a.appSecret,
-            payload: statusValue(phoneId, id, waId, status, category),
+            payload: statusValue(phoneId, id, waId, status, category,
+                                 opaque),
         });
     }, delay * (i + 1)));
 }

@@ -293,6 +293,49 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 
+-- A delivery's outcome, the effect its job commits with (src/channels/
+-- orbit_outbound.c): the provider took the message (its id, from now on
+-- the way its statuses find it), or it failed for good with the
+-- provider's reason.  Either only moves a message forward: a status
+-- webhook may have outrun the job's commit.
+CREATE FUNCTION orbit_message_sent(mid uuid, at timestamptz, pid text,
+                                   conn uuid)
+RETURNS void LANGUAGE sql AS $$
+    WITH m AS (
+        UPDATE messages SET
+            status = CASE WHEN orbit_status_rank(status)
+                               < orbit_status_rank('sent')
+                          THEN 'sent' ELSE status END,
+            provider_message_id = COALESCE(provider_message_id, pid),
+            statuses = jsonb_build_object('sent',
+                           extract(epoch FROM now())::bigint) || statuses,
+            updated_at = now()
+        WHERE id = mid AND created_at = at
+        RETURNING id, tenant_id, created_at
+    )
+    INSERT INTO message_refs (connection_id, provider_message_id, tenant_id,
+                              message_id, message_created_at)
+    SELECT conn, pid, m.tenant_id, m.id, m.created_at FROM m
+    WHERE pid IS NOT NULL AND conn IS NOT NULL
+    ON CONFLICT DO NOTHING
+$$;
+
+CREATE FUNCTION orbit_message_failed(mid uuid, at timestamptz, err jsonb)
+RETURNS void LANGUAGE sql AS $$
+    UPDATE messages SET
+        status = CASE WHEN orbit_status_rank(status)
+                           < orbit_status_rank('failed')
+                      THEN 'failed' ELSE status END,
+        error = CASE WHEN orbit_status_rank(status)
+                          < orbit_status_rank('failed')
+                     THEN err ELSE error END,
+        statuses = statuses || jsonb_build_object('failed',
+                       extract(epoch FROM now())::bigint),
+        updated_at = now()
+    WHERE id = mid AND created_at = at
+$$;
+
+
 -- The inbound pipeline's one call.  items: a JSON array of what channel
 -- adapters normalized (src/channels/orbit_channel.h):
 --   {"kind":"message", "channel", "account", "contact":{"externalId",
@@ -535,8 +578,10 @@ BEGIN
     -- The statuses, in their order: several of one message (sent,
     -- delivered, read in one webhook) each move it forward or not.
     FOR st IN
-        SELECT t.ord, t.i, cn.id AS conn_id, r.message_id,
-               r.message_created_at, r.tenant_id
+        SELECT t.ord, t.i, cn.id AS conn_id, cn.tenant_id,
+               COALESCE(r.message_id, o.id) AS message_id,
+               COALESCE(r.message_created_at, o.created_at)
+                   AS message_created_at
         FROM jsonb_array_elements(items) WITH ORDINALITY AS t (i, ord)
         LEFT JOIN channel_connections cn
                ON cn.channel = t.i ->> 'channel'
@@ -545,6 +590,12 @@ BEGIN
         LEFT JOIN message_refs r
                ON r.connection_id = cn.id
               AND r.provider_message_id = t.i ->> 'providerMessageId'
+        -- the provider echoed our id: its send may not be committed yet
+        LEFT JOIN messages o
+               ON r.message_id IS NULL
+              AND o.id = (t.i ->> 'messageId')::uuid
+              AND o.tenant_id = cn.tenant_id
+              AND o.direction = 'outbound'
         WHERE t.i ->> 'kind' = 'status'
         ORDER BY t.ord
     LOOP
