@@ -282,7 +282,7 @@ for my $bad ([ { content => 'x' }, 400, 'no conversationId' ],
     is($r->{status}, $bad->[1], "send with $bad->[2]: $bad->[1]")
         or diag($r->{body});
 }
-my $c_b = psql("SELECT id FROM conversations WHERE tenant_id = '$tb' LIMIT 1");
+our $c_b = psql("SELECT id FROM conversations WHERE tenant_id = '$tb' LIMIT 1");
 $r = api($t, 'POST', '/api/v1/messages', token => $tok{admin},
          body => { conversationId => $c_b, content => 'hi' });
 is($r->{status}, 404, 'sending into another tenant\'s conversation: 404');
@@ -293,6 +293,39 @@ psql("UPDATE conversations SET connection_id = NULL WHERE id = '$conv{\"+$wa[4]\
 $r = api($t, 'POST', '/api/v1/messages', token => $tok{admin},
          body => { conversationId => $conv{"+$wa[4]"}, content => 'hi' });
 is($r->{status}, 409, 'a conversation whose connection is gone: 409');
+
+# --- send_message over the socket: the same path
+$sio->write_json({ emit => 'send_message', ack => JSON::PP::true,
+                   args => [ { conversationId => $c0,
+                               content => 'Sent from the socket' } ] });
+my $sack = $sio->wait_for(sub { $_[0]{event} eq 'ack'
+                                && $_[0]{of} eq 'send_message' }, $W);
+my $sm = $sack ? $sack->{args}[0] : {};
+is_deeply([ $sm->{ok}, $sm->{message}{status}, $sm->{message}{senderId},
+            $sm->{message}{content}{text} ],
+          [ JSON::PP::true, 'queued', $agent, 'Sent from the socket' ],
+          'send_message: stored, queued, acknowledged with the message');
+is(psql("SELECT count(*) FROM jobs WHERE kind = 'message.send'"
+        . " AND payload->>'messageId' = '$sm->{message}{id}'"), 1,
+   '... with its delivery job');
+for my $bad ([ { conversationId => $c0 }, 'content should not be empty' ],
+             [ { conversationId => $c_b // $c0, content => 'x',
+                 type => 'fax' }, 'type must be one of' ],
+             [ 'just text', 'the message must be a JSON object' ])
+{
+    $sio->write_json({ emit => 'send_message', ack => JSON::PP::true,
+                       args => [ $bad->[0] ] });
+    $sack = $sio->wait_for(sub { $_[0]{event} eq 'ack'
+                                 && $_[0]{of} eq 'send_message' }, $W);
+    like($sack && $sack->{args}[0]{error} // '', qr/\Q$bad->[1]\E/,
+         "send_message refused: $bad->[1]");
+}
+$sio2->write_json({ emit => 'send_message', ack => JSON::PP::true,
+                    args => [ { conversationId => $c0, content => 'x' } ] });
+$sack = $sio2->wait_for(sub { $_[0]{event} eq 'ack'
+                              && $_[0]{of} eq 'send_message' }, $W);
+is($sack && $sack->{args}[0]{error}, 'Conversation not found',
+   'send_message into another agent\'s conversation: not found');
 
 # --- other tenants' ids, everywhere
 for my $req ([ GET => "/api/v1/conversations/$c_b" ],

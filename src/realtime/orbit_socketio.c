@@ -8,7 +8,8 @@
  *                                      or  44/chat,{"message":".."}
  *   server: 2 every pingInterval; the client answers 3 within pingTimeout
  *
- * Events: join_conversation, leave_conversation, typing, get_presence
+ * Events: join_conversation, leave_conversation, send_message (stored and
+ * sent as POST /api/v1/messages does), typing, get_presence
  * (acknowledged with the tenant's online users); the server's come from
  * the rooms, "presence" among them (orbit_presence.h).
  *
@@ -42,6 +43,7 @@
 #include "core/orbit_validate.h"
 #include "api/orbit_auth.h"
 #include "realtime/orbit_rooms.h"
+#include "channels/orbit_send.h"
 #include "realtime/orbit_presence.h"
 #include "realtime/orbit_socketio.h"
 
@@ -62,6 +64,7 @@ typedef struct {
     ngx_event_t                  ping;
     ngx_queue_t                  rooms;        /* conversation members */
     ngx_queue_t                  checks;       /* of rooms, in flight */
+    ngx_queue_t                  sends;        /* send_message in flight */
     ngx_queue_t                  ops;          /* Redis reads in flight */
     orbit_room_member_t         *tenant_room;
     ngx_uint_t                   role;
@@ -89,6 +92,17 @@ typedef struct {
 
 
 /* a join_conversation waiting for PostgreSQL */
+/* a send_message being stored: it outlives its socket if need be */
+typedef struct {
+    ngx_queue_t                  queue;        /* in sio->sends */
+    ngx_pool_t                  *pool;         /* its own */
+    orbit_sio_t                 *sio;          /* NULL: the socket went */
+    ngx_int_t                    ack;
+    ngx_str_t                    tenant;
+    ngx_log_t                   *log;
+} orbit_sio_sending_t;
+
+
 /* a live event that came while the missed ones were being fetched */
 typedef struct {
     ngx_queue_t                  queue;
@@ -124,6 +138,11 @@ static void orbit_sio_presence_found(orbit_redis_cmd_t *cmd,
 static void orbit_sio_alive(orbit_sio_t *sio, ngx_uint_t alive);
 static const char *orbit_sio_conversation_id(json_t *arg);
 static void orbit_sio_deliver(orbit_room_member_t *m, orbit_rt_event_t *ev);
+static void orbit_sio_send_message(orbit_sio_t *sio, ngx_int_t ack,
+    json_t *arg);
+static void orbit_sio_ack_json(orbit_sio_t *sio, ngx_int_t ack,
+    ngx_str_t *message, const char *error);
+static void orbit_sio_message_stored(orbit_pg_query_t *q, PGresult *res);
 static void orbit_sio_ack(orbit_sio_t *sio, ngx_int_t ack, const char *error);
 static void orbit_sio_send(orbit_sio_t *sio, const char *fmt, ...);
 static void orbit_sio_ping_handler(ngx_event_t *ev);
@@ -186,6 +205,7 @@ orbit_socketio_handler(ngx_http_request_t *r, orbit_socketio_conf_t *conf)
     sio->log = r->connection->log;
     ngx_queue_init(&sio->rooms);
     ngx_queue_init(&sio->checks);
+    ngx_queue_init(&sio->sends);
     ngx_queue_init(&sio->ops);
     ngx_queue_init(&sio->held);
 
@@ -521,6 +541,7 @@ orbit_sio_disconnect(orbit_sio_t *sio)
     orbit_sio_op_t       *op;
     orbit_rt_check_t     *chk;
     orbit_room_member_t  *m;
+    orbit_sio_sending_t  *snd;
 
     while (!ngx_queue_empty(&sio->checks)) {
         q = ngx_queue_head(&sio->checks);
@@ -534,6 +555,15 @@ orbit_sio_disconnect(orbit_sio_t *sio)
         op = ngx_queue_data(q, orbit_sio_op_t, queue);
         ngx_queue_remove(q);
         ngx_destroy_pool(op->pool);         /* cancels its query */
+    }
+
+    /* a message being stored is stored, and published, all the same */
+
+    while (!ngx_queue_empty(&sio->sends)) {
+        q = ngx_queue_head(&sio->sends);
+        snd = ngx_queue_data(q, orbit_sio_sending_t, queue);
+        ngx_queue_remove(q);
+        snd->sio = NULL;
     }
 
     if (sio->recovery) {
@@ -599,6 +629,9 @@ orbit_sio_event(orbit_sio_t *sio, ngx_int_t ack, json_t *args)
 
     } else if (ngx_strcmp(name, "leave_conversation") == 0) {
         orbit_sio_leave(sio, ack, arg);
+
+    } else if (ngx_strcmp(name, "send_message") == 0) {
+        orbit_sio_send_message(sio, ack, arg);
 
     } else if (ngx_strcmp(name, "typing") == 0) {
         orbit_sio_typing(sio, ack, arg);
@@ -775,6 +808,164 @@ orbit_sio_typing(orbit_sio_t *sio, ngx_int_t ack, json_t *arg)
     }
 
     orbit_sio_ack(sio, ack, NULL);
+}
+
+
+/*
+ * send_message {conversationId, content, type?, replyToId?, private?}: as
+ * POST /api/v1/messages (orbit_send.h), acknowledged with {ok, message}
+ * or {ok: false, error}.
+ */
+
+static void
+orbit_sio_send_message(orbit_sio_t *sio, ngx_int_t ack, json_t *arg)
+{
+    const char           *why, **v;
+    ngx_pool_t           *pool;
+    orbit_pg_pool_t      *pg;
+    orbit_pg_query_t     *q;
+    orbit_sio_sending_t  *snd;
+    char                  err[160];
+
+    why = orbit_send_check(arg, err, sizeof(err));
+    if (why) {
+        orbit_sio_ack_json(sio, ack, NULL, why);
+        return;
+    }
+
+    pg = ngx_http_orbit_pg();
+    pool = ngx_create_pool(2048, ngx_cycle->log);
+
+    if (pg == NULL || pool == NULL) {
+        if (pool) {
+            ngx_destroy_pool(pool);
+        }
+
+        orbit_sio_ack_json(sio, ack, NULL, "messages cannot be sent now");
+        return;
+    }
+
+    snd = ngx_pcalloc(pool, sizeof(orbit_sio_sending_t));
+    q = orbit_pg_query_create(pool);
+
+    if (snd == NULL || q == NULL
+        || orbit_send_params(pool, arg, &sio->tenant_id, &sio->user_id,
+                             orbit_auth_role_name(sio->role), &v)
+           != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        orbit_sio_ack_json(sio, ack, NULL, "messages cannot be sent now");
+        return;
+    }
+
+    snd->pool = pool;
+    snd->sio = sio;
+    snd->ack = ack;
+    snd->log = ngx_cycle->log;
+    snd->tenant.data = ngx_pstrdup(pool, &sio->tenant_id);
+    snd->tenant.len = sio->tenant_id.len;
+
+    q->sql = orbit_send_sql;
+    q->nparams = ORBIT_SEND_PARAMS;
+    q->values = v;
+    q->prepare = 1;
+    q->handler = orbit_sio_message_stored;
+    q->data = snd;
+
+    if (snd->tenant.data == NULL || orbit_pg_query_send(pg, q) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        orbit_sio_ack_json(sio, ack, NULL, "messages cannot be sent now");
+        return;
+    }
+
+    ngx_queue_insert_tail(&sio->sends, &snd->queue);
+}
+
+
+static void
+orbit_sio_message_stored(orbit_pg_query_t *q, PGresult *res)
+{
+    orbit_sio_sending_t  *snd = q->data;
+
+    ngx_str_t     message;
+    const char   *why;
+    orbit_sio_t  *sio;
+
+    sio = snd->sio;
+    why = "the message cannot be stored now";
+    ngx_str_null(&message);
+
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+    {
+        orbit_send_publish(res, &snd->tenant, snd->log);
+
+        if (ngx_strcmp(PQgetvalue(res, 0, 0), "201") == 0) {
+            message.data = (u_char *) PQgetvalue(res, 0, 1);
+            message.len = PQgetlength(res, 0, 1);
+            why = NULL;
+
+        } else {
+            why = PQgetvalue(res, 0, 2);
+        }
+
+    } else if (res) {
+        ngx_log_error(NGX_LOG_ERR, snd->log, 0,
+                      "socket.io: send_message failed: %s",
+                      PQresultErrorMessage(res));
+    }
+
+    if (sio) {
+        ngx_queue_remove(&snd->queue);
+        orbit_sio_ack_json(sio, snd->ack, message.len ? &message : NULL,
+                           why);
+    }
+
+    ngx_destroy_pool(snd->pool);
+}
+
+
+/* 43/chat,<ack>[{"ok":true,"message":...}] or {"ok":false,"error":...} */
+
+static void
+orbit_sio_ack_json(orbit_sio_t *sio, ngx_int_t ack, ngx_str_t *message,
+    const char *error)
+{
+    u_char  *buf, *p;
+    size_t   len;
+
+    if (ack < 0) {
+        return;
+    }
+
+    len = sizeof("43" ORBIT_SIO_NSP ",[{\"ok\":false,\"error\":\"\"}]")
+          + NGX_INT_T_LEN
+          + (message ? message->len + sizeof(",\"message\":") : 0)
+          + (error ? orbit_json_escaped_len(error, ngx_strlen(error)) : 0);
+
+    buf = ngx_alloc(len, sio->log);
+    if (buf == NULL) {
+        return;
+    }
+
+    p = ngx_sprintf(buf, "43" ORBIT_SIO_NSP ",%i[{\"ok\":%s", ack,
+                    error ? "false" : "true");
+
+    if (message) {
+        p = ngx_sprintf(p, ",\"message\":%V", message);
+    }
+
+    if (error) {
+        p = ngx_cpymem(p, ",\"error\":\"", sizeof(",\"error\":\"") - 1);
+        p = (u_char *) orbit_json_escape((char *) p, error,
+                                         ngx_strlen(error));
+        *p++ = '"';
+    }
+
+    p = ngx_cpymem(p, "}]", 2);
+
+    (void) orbit_ws_send(sio->ws, ORBIT_WS_OP_TEXT, buf, p - buf);
+
+    ngx_free(buf);
 }
 
 
