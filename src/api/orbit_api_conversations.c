@@ -47,6 +47,7 @@
 
 
 static ngx_int_t orbit_conv_who(orbit_api_req_t *ar, const char **v);
+static const char **orbit_conv_params(orbit_api_req_t *ar, ngx_uint_t n);
 static ngx_int_t orbit_conv_tags(orbit_api_req_t *ar, json_t *tags);
 static void orbit_conv_updated(orbit_api_req_t *ar, PGresult *res);
 static ngx_int_t orbit_conv_bool_arg(orbit_api_req_t *ar, const char *name,
@@ -213,14 +214,8 @@ orbit_api_conversations_get(orbit_api_req_t *ar)
         " UNION ALL SELECT 404, NULL, 'Conversation not found'"
         " LIMIT 1";
 
-    v = ngx_pcalloc(ar->r->pool, 4 * sizeof(char *));
+    v = orbit_conv_params(ar, 4);
     if (v == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (orbit_conv_who(ar, v) != NGX_OK
-        || orbit_api_uuid_param(ar, 0, &v[3]) != NGX_OK)
-    {
         return ar->rc;
     }
 
@@ -329,14 +324,8 @@ orbit_api_conversations_update(orbit_api_req_t *ar)
         return ar->rc;
     }
 
-    v = ngx_pcalloc(ar->r->pool, 5 * sizeof(char *));
+    v = orbit_conv_params(ar, 5);
     if (v == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (orbit_conv_who(ar, v) != NGX_OK
-        || orbit_api_uuid_param(ar, 0, &v[3]) != NGX_OK)
-    {
         return ar->rc;
     }
 
@@ -404,14 +393,8 @@ orbit_api_conversations_read(orbit_api_req_t *ar)
         " UNION ALL SELECT 404, NULL, 'Conversation not found'"
         " LIMIT 1";
 
-    v = ngx_pcalloc(ar->r->pool, 4 * sizeof(char *));
+    v = orbit_conv_params(ar, 4);
     if (v == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (orbit_conv_who(ar, v) != NGX_OK
-        || orbit_api_uuid_param(ar, 0, &v[3]) != NGX_OK)
-    {
         return ar->rc;
     }
 
@@ -447,15 +430,8 @@ orbit_api_conversations_messages(orbit_api_req_t *ar)
         " UNION ALL SELECT 404, NULL, 'Conversation not found'"
         " LIMIT 1";
 
-    v = ngx_pcalloc(ar->r->pool, 7 * sizeof(char *));
-    if (v == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (orbit_conv_who(ar, v) != NGX_OK
-        || orbit_api_uuid_param(ar, 0, &v[3]) != NGX_OK
-        || orbit_api_page_args(ar, &v[6], &cursor, 100) != NGX_OK)
-    {
+    v = orbit_conv_params(ar, 7);
+    if (v == NULL || orbit_api_page_args(ar, &v[6], &cursor, 100) != NGX_OK) {
         return ar->rc;
     }
 
@@ -535,6 +511,29 @@ orbit_conv_who(orbit_api_req_t *ar, const char **v)
     }
 
     return NGX_OK;
+}
+
+
+/* n parameters: $1-$3 the caller's (orbit_conv_who), $4 the route's :id */
+
+static const char **
+orbit_conv_params(orbit_api_req_t *ar, ngx_uint_t n)
+{
+    const char  **v;
+
+    v = ngx_pcalloc(ar->r->pool, n * sizeof(char *));
+    if (v == NULL) {
+        ar->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
+    }
+
+    if (orbit_conv_who(ar, v) != NGX_OK
+        || orbit_api_uuid_param(ar, 0, &v[3]) != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return v;
 }
 
 

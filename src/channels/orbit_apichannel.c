@@ -309,7 +309,7 @@ orbit_apich_bad(orbit_channel_in_t *in, const char *what, size_t i,
 static ngx_int_t
 orbit_apich_send(orbit_channel_out_t *out)
 {
-    char        *text, *sig;
+    char        *sig;
     json_t      *m, *body, *content, *to;
     const char  *url, *secret, *type, *id;
 
@@ -361,23 +361,9 @@ orbit_apich_send(orbit_channel_out_t *out)
         json_object_set_new(body, "replyTo", json_string(out->reply_to));
     }
 
-    text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-
-    if (text == NULL) {
+    if (orbit_channel_body(out, body) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    out->req->body.len = ngx_strlen(text);
-    out->req->body.data = ngx_pnalloc(out->pool, out->req->body.len);
-
-    if (out->req->body.data == NULL) {
-        free(text);
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(out->req->body.data, text, out->req->body.len);
-    free(text);
 
     out->req->url.data = (u_char *) url;
     out->req->url.len = ngx_strlen(url);

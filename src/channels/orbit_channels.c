@@ -179,3 +179,30 @@ orbit_channel_sign(orbit_channel_out_t *out, const char *secret,
 
     return NGX_OK;
 }
+
+
+ngx_int_t
+orbit_channel_body(orbit_channel_out_t *out, json_t *body)
+{
+    char  *text;
+
+    text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->req->body.len = ngx_strlen(text);
+    out->req->body.data = ngx_pnalloc(out->pool, out->req->body.len);
+
+    if (out->req->body.data == NULL) {
+        free(text);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->req->body.data, text, out->req->body.len);
+    free(text);
+
+    return NGX_OK;
+}

@@ -915,7 +915,6 @@ orbit_wa_outbound(orbit_channel_out_t *out)
 static ngx_int_t
 orbit_wa_request(orbit_channel_out_t *out, json_t *body)
 {
-    char        *text;
     u_char      *p;
     ngx_str_t   *api;
     const char  *token;
@@ -932,23 +931,9 @@ orbit_wa_request(orbit_channel_out_t *out, json_t *body)
         return NGX_DECLINED;
     }
 
-    text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-
-    if (text == NULL) {
+    if (orbit_channel_body(out, body) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    out->req->body.len = ngx_strlen(text);
-    out->req->body.data = ngx_pnalloc(out->pool, out->req->body.len);
-
-    if (out->req->body.data == NULL) {
-        free(text);
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(out->req->body.data, text, out->req->body.len);
-    free(text);
 
     api = ngx_http_orbit_channel_api_url("whatsapp", &graph);
 
