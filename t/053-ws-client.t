@@ -311,18 +311,17 @@ like($r->{messages}[1]{text} // '', qr/^40\/chat,\{"sid":/,
 
 
 # --- the HTTP client goes away while ours waits: nothing left behind
-my $gone = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
-    or die "connect: $!";
-print {$gone} 'GET /wsc?url=' . esc("ws://127.0.0.1:$SP/")
-    . "&timeout=60000 HTTP/1.1\r\nHost: localhost\r\n\r\n";
-sleep 0.5;
-close $gone;
-my $gone2 = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
-    or die "connect: $!";
-print {$gone2} 'GET /wsc-ca?url=' . esc("wss://echo.orbit.test:$SP/")
-    . "&timeout=60000 HTTP/1.1\r\nHost: localhost\r\n\r\n";
-sleep 0.5;
-close $gone2;
+for my $left ("wsc?url=" . esc("ws://127.0.0.1:$SP/"),
+              "wsc-ca?url=" . esc("wss://echo.orbit.test:$SP/"))
+{
+    my $gone = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $port)
+        or die "connect: $!";
+    print {$gone} "GET /$left&timeout=60000 HTTP/1.1\r\n"
+        . "Host: localhost\r\n\r\n";
+    sleep 0.5;
+    close $gone;
+}
 sleep 0.5;
 $r = wsc('wsc', "ws://127.0.0.1:$NP/echo", send => 'still here');
 is_deeply(texts($r), ['still here'],

@@ -65,8 +65,7 @@ static orbit_ws_frame_t *orbit_wsc_request(orbit_ws_client_t *ws);
 static void orbit_wsc_read_answer(orbit_ws_client_t *ws);
 static ngx_int_t orbit_wsc_answer(orbit_ws_client_t *ws, size_t *head);
 static void orbit_wsc_open(orbit_ws_client_t *ws, size_t head);
-static void orbit_wsc_read_handler(ngx_event_t *rev);
-static void orbit_wsc_write_handler(ngx_event_t *wev);
+static void orbit_wsc_handler(ngx_event_t *ev);
 static void orbit_wsc_message(orbit_ws_conn_t *wc, ngx_uint_t opcode,
     u_char *data, size_t len);
 static void orbit_wsc_finish(orbit_ws_conn_t *wc);
@@ -887,8 +886,8 @@ orbit_wsc_open(orbit_ws_client_t *ws, size_t head)
     ws->opened = 1;
     ws->clog->action = "in a websocket";
 
-    c->read->handler = orbit_wsc_read_handler;
-    c->write->handler = orbit_wsc_write_handler;
+    c->read->handler = orbit_wsc_handler;
+    c->write->handler = orbit_wsc_handler;
     c->idle = 1;                /* a reload closes it with 1001 */
 
     if (ws->conf->ping_interval) {
@@ -913,28 +912,20 @@ orbit_wsc_open(orbit_ws_client_t *ws, size_t head)
 /* ------------------------------------------------------------------ open */
 
 static void
-orbit_wsc_read_handler(ngx_event_t *rev)
+orbit_wsc_handler(ngx_event_t *ev)
 {
     ngx_connection_t   *c;
     orbit_ws_client_t  *ws;
 
-    c = rev->data;
+    c = ev->data;
     ws = c->data;
 
-    orbit_ws_conn_read(&ws->conn);
-}
+    if (ev->write) {
+        orbit_ws_conn_write(&ws->conn);
 
-
-static void
-orbit_wsc_write_handler(ngx_event_t *wev)
-{
-    ngx_connection_t   *c;
-    orbit_ws_client_t  *ws;
-
-    c = wev->data;
-    ws = c->data;
-
-    orbit_ws_conn_write(&ws->conn);
+    } else {
+        orbit_ws_conn_read(&ws->conn);
+    }
 }
 
 
