@@ -470,6 +470,9 @@ orbit_wsc_connect_peer(orbit_ws_client_t *ws)
     c = pc->connection;
     c->data = ws;
     c->pool = ws->cpool;
+
+    /* small frames (20 ms of audio) go out at once, not after an ACK */
+    (void) ngx_tcp_nodelay(c);
     c->read->handler = orbit_wsc_handshake_handler;
     c->write->handler = orbit_wsc_handshake_handler;
 
