@@ -20,6 +20,7 @@
  */
 
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/evp.h>
 
@@ -704,4 +705,413 @@ orbit_ws_client_key(const unsigned char random[16], char *out)
 
     EVP_EncodeBlock(b64, random, 16);
     memcpy(out, b64, ORBIT_WS_KEY_LEN);
+}
+
+
+/* ------------------------------------------------ tokens and handshake */
+
+#define orbit_ws_lower(c)  ((c) >= 'A' && (c) <= 'Z' ? (c) | 0x20 : (c))
+#define orbit_ws_ows(c)    ((c) == ' ' || (c) == '\t')
+
+
+/* RFC 7230 tchar */
+
+static int
+orbit_ws_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+        || (c >= '0' && c <= '9'))
+    {
+        return 1;
+    }
+
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+
+static int
+orbit_ws_token_in(const char *list, size_t len, const char *token,
+    size_t tlen)
+{
+    size_t       i;
+    const char  *p, *end, *s;
+
+    p = list;
+    end = list + len;
+
+    while (p < end) {
+        while (p < end && (orbit_ws_ows(*p) || *p == ',')) {
+            p++;
+        }
+
+        s = p;
+
+        while (p < end && *p != ',' && !orbit_ws_ows(*p)) {
+            p++;
+        }
+
+        if ((size_t) (p - s) != tlen || tlen == 0) {
+            continue;
+        }
+
+        for (i = 0; i < tlen; i++) {
+            if (orbit_ws_lower(s[i]) != orbit_ws_lower(token[i])) {
+                break;
+            }
+        }
+
+        if (i == tlen) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+orbit_ws_has_token(const char *list, size_t len, const char *token)
+{
+    return orbit_ws_token_in(list, len, token, strlen(token));
+}
+
+
+int
+orbit_ws_url_parse(orbit_ws_url_t *u, const char *url, size_t len)
+{
+    size_t       n, i;
+    unsigned     port;
+    const char  *p, *end, *a;
+
+    memset(u, 0, sizeof(orbit_ws_url_t));
+
+    if (len >= 5 && strncasecmp(url, "ws://", 5) == 0) {
+        n = 5;
+        u->port = 80;
+
+    } else if (len >= 6 && strncasecmp(url, "wss://", 6) == 0) {
+        n = 6;
+        u->port = 443;
+        u->tls = 1;
+
+    } else {
+        return -1;
+    }
+
+    /* nothing to escape, and no fragment */
+
+    for (i = n; i < len; i++) {
+        if ((unsigned char) url[i] <= 0x20 || (unsigned char) url[i] >= 0x7f
+            || url[i] == '#')
+        {
+            return -1;
+        }
+    }
+
+    p = url + n;
+    end = url + len;
+    a = p;
+
+    if (p < end && *p == '[') {
+        u->host = ++p;
+
+        while (p < end && *p != ']') {
+            if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')
+                  || (*p >= 'A' && *p <= 'F') || *p == ':' || *p == '.'))
+            {
+                return -1;
+            }
+
+            p++;
+        }
+
+        if (p == end) {
+            return -1;
+        }
+
+        u->host_len = p++ - u->host;
+
+    } else {
+        u->host = p;
+
+        while (p < end && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                           || (*p >= '0' && *p <= '9') || *p == '-'
+                           || *p == '.' || *p == '_'))
+        {
+            p++;
+        }
+
+        u->host_len = p - u->host;
+    }
+
+    if (u->host_len == 0) {
+        return -1;
+    }
+
+    if (p < end && *p == ':') {
+        p++;
+        port = 0;
+
+        for (n = 0; p < end && *p >= '0' && *p <= '9'; n++, p++) {
+            port = port * 10 + (*p - '0');
+
+            if (port > 65535) {
+                return -1;
+            }
+        }
+
+        if (n == 0 || port == 0) {
+            return -1;
+        }
+
+        u->port = port;
+    }
+
+    /* what follows the authority: the path, the query, or nothing */
+
+    if (p < end && *p != '/' && *p != '?') {
+        return -1;                      /* user information, a bad host */
+    }
+
+    u->authority = a;
+    u->authority_len = p - a;
+    u->path = p;
+    u->path_len = end - p;
+
+    return 0;
+}
+
+
+int
+orbit_ws_header_valid(const char *name, size_t nlen, const char *value,
+    size_t vlen)
+{
+    size_t         i;
+    unsigned char  c;
+
+    if (nlen == 0) {
+        return 0;
+    }
+
+    for (i = 0; i < nlen; i++) {
+        if (!orbit_ws_tchar((unsigned char) name[i])) {
+            return 0;
+        }
+    }
+
+    for (i = 0; i < vlen; i++) {
+        c = (unsigned char) value[i];
+
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* "HTTP/d.d ddd[ reason]" */
+
+static int
+orbit_ws_status_line(orbit_ws_response_t *r, const char *p, size_t len)
+{
+    size_t  i;
+
+    if (len < 12 || memcmp(p, "HTTP/", 5) != 0
+        || p[5] < '0' || p[5] > '9' || p[6] != '.'
+        || p[7] < '0' || p[7] > '9' || p[8] != ' ')
+    {
+        return -1;
+    }
+
+    r->status = 0;
+
+    for (i = 9; i < 12; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return -1;
+        }
+
+        r->status = r->status * 10 + (p[i] - '0');
+    }
+
+    if (r->status < 100 || (len > 12 && p[12] != ' ')) {
+        return -1;
+    }
+
+    for (i = 12; i < len; i++) {
+        if ((unsigned char) p[i] < 0x20 && p[i] != '\t') {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+#define orbit_ws_is_header(name, n, s)                                       \
+    ((n) == sizeof(s) - 1 && strncasecmp(name, s, sizeof(s) - 1) == 0)
+
+static int
+orbit_ws_header_line(orbit_ws_response_t *r, const char *p, size_t len)
+{
+    size_t       n;
+    const char  *name, *v, *end;
+
+    end = p + len;
+    name = p;
+
+    while (p < end && orbit_ws_tchar((unsigned char) *p)) {
+        p++;
+    }
+
+    n = p - name;
+
+    /* no folded lines, no space before the colon */
+
+    if (n == 0 || p == end || *p != ':') {
+        return -1;
+    }
+
+    for (p++; p < end && orbit_ws_ows(*p); p++) { /* void */ }
+
+    while (end > p && orbit_ws_ows(end[-1])) {
+        end--;
+    }
+
+    for (v = p; p < end; p++) {
+        if (((unsigned char) *p < 0x20 && *p != '\t') || *p == 0x7f) {
+            return -1;
+        }
+    }
+
+    len = end - v;
+
+    if (orbit_ws_is_header(name, n, "Upgrade")) {
+        r->upgrade |= orbit_ws_has_token(v, len, "websocket");
+
+    } else if (orbit_ws_is_header(name, n, "Connection")) {
+        r->connection |= orbit_ws_has_token(v, len, "upgrade");
+
+    } else if (orbit_ws_is_header(name, n, "Sec-WebSocket-Accept")) {
+        r->accepts++;
+        r->accept = v;
+        r->accept_len = len;
+
+    } else if (orbit_ws_is_header(name, n, "Sec-WebSocket-Protocol")) {
+        r->protocols++;
+        r->protocol = v;
+        r->protocol_len = len;
+
+    } else if (orbit_ws_is_header(name, n, "Sec-WebSocket-Extensions")) {
+        r->extensions = 1;
+    }
+
+    return 0;
+}
+
+
+long
+orbit_ws_response_parse(orbit_ws_response_t *r, const char *p, size_t len)
+{
+    size_t       n;
+    const char  *line, *lf, *end;
+
+    memset(r, 0, sizeof(orbit_ws_response_t));
+
+    line = p;
+    end = p + len;
+
+    while (line < end) {
+        lf = memchr(line, '\n', end - line);
+
+        if (lf == NULL) {
+            return 0;
+        }
+
+        n = lf - line;
+
+        if (n && line[n - 1] == '\r') {
+            n--;
+        }
+
+        if (memchr(line, '\r', n) != NULL) {
+            return -1;                  /* a bare CR */
+        }
+
+        if (line == p) {
+            if (orbit_ws_status_line(r, line, n) != 0) {
+                return -1;
+            }
+
+        } else if (n == 0) {
+            return (long) (lf + 1 - p);
+
+        } else if (orbit_ws_header_line(r, line, n) != 0) {
+            return -1;
+        }
+
+        line = lf + 1;
+    }
+
+    return 0;
+}
+
+
+const char *
+orbit_ws_response_check(const orbit_ws_response_t *r, const char *key,
+    const char *protocols, size_t plen)
+{
+    size_t  i;
+    char    accept[ORBIT_WS_ACCEPT_LEN];
+
+    if (r->status != 101) {
+        return "the status is not 101";
+    }
+
+    if (!r->upgrade) {
+        return "no \"Upgrade: websocket\"";
+    }
+
+    if (!r->connection) {
+        return "no \"Connection: Upgrade\"";
+    }
+
+    if (r->accepts != 1) {
+        return r->accepts ? "more than one Sec-WebSocket-Accept"
+                          : "no Sec-WebSocket-Accept";
+    }
+
+    if (orbit_ws_accept(key, ORBIT_WS_KEY_LEN, accept) != 0
+        || r->accept_len != ORBIT_WS_ACCEPT_LEN
+        || memcmp(r->accept, accept, ORBIT_WS_ACCEPT_LEN) != 0)
+    {
+        return "a wrong Sec-WebSocket-Accept";
+    }
+
+    if (r->extensions) {
+        return "an extension that was not offered";
+    }
+
+    if (r->protocols == 0) {
+        return NULL;
+    }
+
+    if (r->protocols > 1 || r->protocol_len == 0) {
+        return "a bad Sec-WebSocket-Protocol";
+    }
+
+    for (i = 0; i < r->protocol_len; i++) {
+        if (!orbit_ws_tchar((unsigned char) r->protocol[i])) {
+            return "a bad Sec-WebSocket-Protocol";
+        }
+    }
+
+    if (protocols == NULL
+        || !orbit_ws_token_in(protocols, plen, r->protocol, r->protocol_len))
+    {
+        return "a subprotocol that was not offered";
+    }
+
+    return NULL;
 }

@@ -157,5 +157,74 @@ int orbit_ws_accept(const char *key, size_t len, char *out);
 /* a client's key from 16 random bytes: ORBIT_WS_KEY_LEN chars, no NUL */
 void orbit_ws_client_key(const unsigned char random[16], char *out);
 
+/* 1 when the comma-separated list (a header's value) holds token, in any
+ * case */
+int orbit_ws_has_token(const char *list, size_t len, const char *token);
+
+
+/*
+ * The client's side of the handshake.  A ws:// or wss:// URL (RFC 6455
+ * section 3): the scheme in any case; no user information, no fragment;
+ * an IPv6 address in brackets; no byte that would need escaping (space,
+ * control characters, non-ASCII).  Pointers are into the URL.
+ */
+
+typedef struct {
+    const char     *host;      /* a name or an address, IPv6 without [] */
+    size_t          host_len;
+    const char     *authority; /* host[:port] as written: for Host */
+    size_t          authority_len;
+    const char     *path;      /* path and query as written; empty or
+                                  starting with '?': "/" goes first */
+    size_t          path_len;
+    unsigned        port;      /* 80 or 443 when not written */
+    unsigned        tls:1;     /* wss */
+} orbit_ws_url_t;
+
+/* 0, or -1 when url is not such a URL */
+int orbit_ws_url_parse(orbit_ws_url_t *u, const char *url, size_t len);
+
+/* 1 when "name: value" may go in a request: name a token, value without
+ * CR, LF or other control characters but tab */
+int orbit_ws_header_valid(const char *name, size_t nlen, const char *value,
+    size_t vlen);
+
+
+/*
+ * The server's answer: a status line and headers, lines ending in CRLF
+ * (or a bare LF), up to an empty line.  Pointers are into the input.
+ */
+
+typedef struct {
+    unsigned        status;
+    unsigned        upgrade:1;      /* Upgrade holds "websocket" */
+    unsigned        connection:1;   /* Connection holds "upgrade" */
+    unsigned        extensions:1;   /* Sec-WebSocket-Extensions came */
+    unsigned        accepts;        /* Sec-WebSocket-Accept headers */
+    const char     *accept;
+    size_t          accept_len;
+    unsigned        protocols;      /* Sec-WebSocket-Protocol headers */
+    const char     *protocol;
+    size_t          protocol_len;
+} orbit_ws_response_t;
+
+/*
+ * > 0: the length of the whole head (what follows is frames); 0: the
+ * head is not whole yet (call again with more); -1: not an HTTP answer.
+ * A line found malformed fails at once, before the head is whole.
+ */
+long orbit_ws_response_parse(orbit_ws_response_t *r, const char *p,
+    size_t len);
+
+/*
+ * NULL when r accepts the upgrade asked for with key (ORBIT_WS_KEY_LEN
+ * characters) and protocols (the Sec-WebSocket-Protocol offered, a
+ * comma-separated list; NULL or empty: none): 101, Upgrade, Connection,
+ * the right Sec-WebSocket-Accept, no extension (none is offered), at most
+ * one of the protocols offered.  Otherwise what is wrong (static text).
+ */
+const char *orbit_ws_response_check(const orbit_ws_response_t *r,
+    const char *key, const char *protocols, size_t plen);
+
 
 #endif /* _ORBIT_WS_CODEC_H_INCLUDED_ */

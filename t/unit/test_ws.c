@@ -1509,6 +1509,246 @@ test_handshake(void)
 }
 
 
+static void
+test_tokens(void)
+{
+    UNIT_OK(orbit_ws_has_token(str("websocket"), "websocket"),
+            "token: alone");
+    UNIT_OK(orbit_ws_has_token(str("keep-alive, Upgrade"), "upgrade"),
+            "token: second in a list, in another case");
+    UNIT_OK(orbit_ws_has_token(str(" ,\tUpgrade ,"), "upgrade"),
+            "token: spaces, tabs and empty elements around it");
+    UNIT_OK(!orbit_ws_has_token(str("upgraded"), "upgrade")
+            && !orbit_ws_has_token(str("websocketx, x"), "websocket")
+            && !orbit_ws_has_token(str("up grade"), "upgrade")
+            && !orbit_ws_has_token(str(""), "upgrade"),
+            "token: a longer word, a split word, nothing: no");
+}
+
+
+#define URL(u, s)  orbit_ws_url_parse(u, s, sizeof(s) - 1)
+
+static void
+test_url(void)
+{
+    int             i, ok;
+    orbit_ws_url_t  u;
+
+    static const char  *bad[] = {
+        "http://example.com/", "ws:/example.com/", "ws://", "wss://",
+        "ws:///path", "ws://host:/", "ws://host:0/", "ws://host:65536/",
+        "ws://host:12a/", "ws://user@host/", "ws://user:pw@host/",
+        "ws://host/path#frag", "ws://host/a b", "ws://host/\x01",
+        "ws://host/\xc3\xa9", "ws://[::1/", "ws://[::g]/", "ws://[]/",
+        "ws://ho st/", "ws://host\r\nX: y/", "ws://host:80:81/",
+        NULL
+    };
+
+    UNIT_OK(URL(&u, "ws://example.com/chat?x=1") == 0
+            && !u.tls && u.port == 80,
+            "url: ws, the default port 80");
+    UNIT_STR(u.host, u.host_len, "example.com", "url: host");
+    UNIT_STR(u.authority, u.authority_len, "example.com",
+             "url: authority, for Host");
+    UNIT_STR(u.path, u.path_len, "/chat?x=1", "url: path and query");
+
+    UNIT_OK(URL(&u, "WSS://api.openai.com/v1/realtime?model=gpt-realtime")
+            == 0 && u.tls && u.port == 443,
+            "url: wss in capitals, the default port 443");
+    UNIT_STR(u.path, u.path_len, "/v1/realtime?model=gpt-realtime",
+             "url: wss path");
+
+    UNIT_OK(URL(&u, "ws://127.0.0.1:8080") == 0 && u.port == 8080
+            && u.path_len == 0, "url: an address and a port, no path");
+    UNIT_STR(u.host, u.host_len, "127.0.0.1", "url: the address");
+    UNIT_STR(u.authority, u.authority_len, "127.0.0.1:8080",
+             "url: authority with its port");
+
+    UNIT_OK(URL(&u, "wss://[::1]:9443?q") == 0 && u.port == 9443 && u.tls,
+            "url: IPv6 in brackets, a query without a path");
+    UNIT_STR(u.host, u.host_len, "::1", "url: IPv6 host without brackets");
+    UNIT_STR(u.authority, u.authority_len, "[::1]:9443",
+             "url: IPv6 authority with brackets");
+    UNIT_STR(u.path, u.path_len, "?q", "url: the query alone");
+
+    UNIT_OK(URL(&u, "ws://a-b_c.example:65535/") == 0 && u.port == 65535,
+            "url: the highest port, '-' and '_' in a name");
+
+    ok = 1;
+
+    for (i = 0; bad[i]; i++) {
+        if (orbit_ws_url_parse(&u, bad[i], strlen(bad[i])) != -1) {
+            printf("#   accepted '%s'\n", bad[i]);
+            ok = 0;
+        }
+    }
+
+    UNIT_OK(ok, "url: other schemes, no host, bad ports, user "
+                "information, fragments, bytes to escape: -1");
+}
+
+
+static void
+test_header_valid(void)
+{
+    UNIT_OK(orbit_ws_header_valid(str("Authorization"),
+                                  str("Bearer sk-abc\tdef")),
+            "header: a token name, a value with a tab");
+    UNIT_OK(orbit_ws_header_valid(str("OpenAI-Beta"), str("realtime=v1"))
+            && orbit_ws_header_valid(str("X-Empty"), str("")),
+            "header: OpenAI-Beta; an empty value");
+    UNIT_OK(!orbit_ws_header_valid(str(""), str("x"))
+            && !orbit_ws_header_valid(str("Bad Name"), str("x"))
+            && !orbit_ws_header_valid(str("Bad:Name"), str("x")),
+            "header: no name, a space or a colon in it: no");
+    UNIT_OK(!orbit_ws_header_valid(str("X"), str("a\r\nHost: evil"))
+            && !orbit_ws_header_valid(str("X"), str("a\nb"))
+            && !orbit_ws_header_valid(str("X"), "a\0b", 3)
+            && !orbit_ws_header_valid(str("X"), str("a\x7f")),
+            "header: CR, LF, NUL, DEL in a value: no (no injection)");
+}
+
+
+#define RESP(r, s)  orbit_ws_response_parse(r, s, sizeof(s) - 1)
+
+static const char  resp_101[] =
+    "HTTP/1.1 101 Switching Protocols\r\n"
+    "upgrade: WebSocket\r\n"
+    "Connection: keep-alive, Upgrade\r\n"
+    "Sec-WebSocket-Accept:   s3pPLMBiTxaQ9kYGzzhZRbK+xOo=  \r\n"
+    "Sec-WebSocket-Protocol: chat\r\n"
+    "X-Other: 1\r\n"
+    "\r\n"
+    "\x81\x02hi";
+
+
+static void
+test_response(void)
+{
+    long                 n, head;
+    size_t               i;
+    int                  ok;
+    orbit_ws_response_t  r;
+
+    static const char  key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    static const char  *bad[] = {
+        "HTTP/1.1 101\r\nUpgrade websocket\r\n\r\n",
+        "HTTP/1.1 101\r\n Folded: line\r\n\r\n",
+        "HTTP/1.1 101\r\nName : v\r\n\r\n",
+        "HTTP/1.1 101\r\nX: a\rb\r\n\r\n",
+        "HTTP/1.1 10\r\n\r\n",
+        "HTTP/1.1 1011 x\r\n\r\n",
+        "HTTP/1.1 099 x\r\n\r\n",
+        "HTTP/1.1  101 x\r\n\r\n",
+        "HTTP/x.1 101 x\r\n\r\n",
+        "SSH-2.0-OpenSSH_9.2\r\n",
+        "\x16\x03\x01\x02\x2a\x02\n",
+        NULL
+    };
+
+    head = (long) (sizeof(resp_101) - 1 - 4);
+
+    n = RESP(&r, resp_101);
+    UNIT_OK(n == head, "response: the head's length, frames behind it");
+    UNIT_OK(r.status == 101 && r.upgrade && r.connection && !r.extensions
+            && r.accepts == 1 && r.protocols == 1,
+            "response: status, Upgrade and Connection by token, in any "
+            "case");
+    UNIT_STR(r.accept, r.accept_len, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+             "response: the accept, spaces trimmed");
+    UNIT_STR(r.protocol, r.protocol_len, "chat", "response: the protocol");
+    UNIT_OK(orbit_ws_response_check(&r, key, str("superchat, chat"))
+            == NULL, "check: the RFC's key, a protocol offered: ok");
+
+    ok = 1;
+
+    for (i = 0; i < (size_t) head; i++) {
+        if (orbit_ws_response_parse(&r, resp_101, i) != 0) {
+            printf("#   %zu bytes: not 0\n", i);
+            ok = 0;
+        }
+    }
+
+    UNIT_OK(ok, "response: every shorter prefix is not whole yet (0)");
+
+    n = RESP(&r, "HTTP/1.1 101 OK\nUpgrade: websocket\nConnection: upgrade"
+                 "\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\n\n");
+    UNIT_OK(n > 0 && orbit_ws_response_check(&r, key, NULL, 0) == NULL,
+            "response: bare LF line ends; no protocol asked, none given");
+
+    n = RESP(&r, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    UNIT_OK(n == 38 && r.status == 200,
+            "response: a 200 is parsed, its status kept");
+    UNIT_OK(orbit_ws_response_check(&r, key, NULL, 0) != NULL
+            && strstr(orbit_ws_response_check(&r, key, NULL, 0), "101"),
+            "check: a 200 is refused, the message says 101");
+
+    n = RESP(&r, "HTTP/1.0 401\r\n\r\n");
+    UNIT_OK(n > 0 && r.status == 401, "response: HTTP/1.0, no reason");
+
+    ok = 1;
+
+    for (i = 0; bad[i]; i++) {
+        if (orbit_ws_response_parse(&r, bad[i], strlen(bad[i])) != -1) {
+            printf("#   accepted '%s'\n", bad[i]);
+            ok = 0;
+        }
+    }
+
+    UNIT_OK(ok, "response: bad header lines, bad status lines, other "
+                "protocols: -1");
+
+    UNIT_OK(RESP(&r, "SSH-2.0-Open") == 0
+            && RESP(&r, "SSH-2.0-OpenSSH\n") == -1,
+            "response: judged once a line is whole, at once then");
+
+#define CHECK(s, off, p)                                                     \
+    (RESP(&r, s) > 0 ? orbit_ws_response_check(&r, key, p, off) : "parse")
+#define UPG  "Upgrade: websocket\r\n"
+#define CON  "Connection: upgrade\r\n"
+#define ACC  "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+#define H101 "HTTP/1.1 101 x\r\n"
+
+    UNIT_OK(strstr(CHECK(H101 CON ACC "\r\n", 0, NULL), "Upgrade") != NULL,
+            "check: no Upgrade");
+    UNIT_OK(strstr(CHECK(H101 UPG ACC "\r\n", 0, NULL), "Connection")
+            != NULL, "check: no Connection");
+    UNIT_OK(strstr(CHECK(H101 UPG CON "\r\n", 0, NULL),
+                   "no Sec-WebSocket-Accept") != NULL,
+            "check: no accept");
+    UNIT_OK(strstr(CHECK(H101 UPG CON "Sec-WebSocket-Accept: "
+                         "AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n", 0, NULL),
+                   "wrong") != NULL,
+            "check: a wrong accept");
+    UNIT_OK(strstr(CHECK(H101 UPG CON ACC ACC "\r\n", 0, NULL),
+                   "more than one") != NULL,
+            "check: two accepts");
+    UNIT_OK(strstr(CHECK(H101 UPG CON ACC "Sec-WebSocket-Extensions: "
+                         "permessage-deflate\r\n\r\n", 0, NULL),
+                   "extension") != NULL,
+            "check: an extension never offered");
+    UNIT_OK(strstr(CHECK(H101 UPG CON ACC "Sec-WebSocket-Protocol: chat"
+                         "\r\n\r\n", 0, NULL), "not offered") != NULL
+            && strstr(CHECK(H101 UPG CON ACC "Sec-WebSocket-Protocol: chat"
+                            "\r\n\r\n", 9, "superchat"), "not offered")
+               != NULL
+            && strstr(CHECK(H101 UPG CON ACC "Sec-WebSocket-Protocol: "
+                            "chat, x\r\n\r\n", 7, "chat, x"), "bad")
+               != NULL,
+            "check: a protocol when none was offered, one not offered, "
+            "a list");
+    UNIT_OK(CHECK(H101 UPG CON ACC "\r\n", 4, "chat") == NULL,
+            "check: a protocol offered, none chosen: ok");
+
+#undef UPG
+#undef CON
+#undef ACC
+#undef H101
+#undef CHECK
+}
+
+
 int
 main(void)
 {
@@ -1523,6 +1763,10 @@ main(void)
     test_limit();
     test_write();
     test_handshake();
+    test_tokens();
+    test_url();
+    test_header_valid();
+    test_response();
 
     return unit_done();
 }
