@@ -22,7 +22,7 @@ my $SLOW = Orbit::Nginx::valgrind_slowdown();
 my $LEASE = 3 * $SLOW;
 my $JSON = JSON::PP->new->canonical;
 
-my $peer = node_server('job-peer.js');
+my $peer = node_server('job-peer.js', timeout => 3600);
 my $URL = 'http://127.0.0.1:' . $peer->port . '/send';
 
 # bound, not listening: a connect is refused at once
@@ -45,7 +45,8 @@ sub requests {
 # a test.http job; returns its id
 sub enqueue {
     my ($payload, %o) = @_;
-    my $json = $JSON->encode({ url => $URL, %$payload });
+    my $json = $JSON->encode({ url => $URL, timeout => 5000 * $SLOW,
+                               %$payload });
     my $max = $o{max_attempts} // 8;
     return psql("INSERT INTO jobs (kind, payload, max_attempts)"
                 . " VALUES ('test.http', '$json', $max) RETURNING id");
@@ -103,15 +104,15 @@ psql("TRUNCATE test_job_effects");
 # the maintenance job runs once the queue starts: its purge and its row
 psql("DELETE FROM jobs WHERE kind IN ('maintenance', 'test.http',"
      . " 'nobody.home')");
-my $old_done = psql("INSERT INTO jobs (kind, status, updated_at)"
-                    . " VALUES ('old.thing', 'done', now() - interval '8 days')"
-                    . " RETURNING id");
-my $new_done = psql("INSERT INTO jobs (kind, status, updated_at)"
-                    . " VALUES ('old.thing', 'done', now() - interval '6 days')"
-                    . " RETURNING id");
-my $old_failed = psql("INSERT INTO jobs (kind, status, updated_at)"
-                      . " VALUES ('old.thing', 'failed',"
-                      . " now() - interval '8 days') RETURNING id");
+sub ended_long_ago {
+    my ($status, $days) = @_;
+    return psql("INSERT INTO jobs (kind, status, updated_at) VALUES"
+                . " ('old.thing', '$status', now() - interval '$days days')"
+                . " RETURNING id");
+}
+my $old_done = ended_long_ago('done', 8);
+my $new_done = ended_long_ago('done', 6);
+my $old_failed = ended_long_ago('failed', 8);
 
 # kinds nobody handles wait untouched
 my $unhandled = psql("WITH i AS (INSERT INTO jobs (kind, payload) VALUES"
@@ -255,7 +256,8 @@ is(scalar requests($broken), 1, 'sent once');
 my $stolen = enqueue({ delays => [1500 * $SLOW, 0] });
 ok(wait_until(5 * $SLOW, sub { requests($stolen) }), 'running');
 psql("UPDATE jobs SET locked_by = 'thief', attempts = attempts + 1,"
-     . " locked_until = now() + interval '1 second' WHERE id = $stolen");
+     . " locked_until = now() + interval '$LEASE seconds'"
+     . " WHERE id = $stolen");
 my $off = $t->error_log_size;
 ok(wait_until(5 * $SLOW, sub {
        $t->error_log_since($off) =~ /claim was lost.*job: $stolen /m }),
