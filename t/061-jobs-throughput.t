@@ -21,6 +21,17 @@ plan skip_all => 'timing figures mean nothing under valgrind'
 
 my $N = 20000;
 
+# user + system clock ticks of these processes
+sub cpu {
+    my $ticks = 0;
+    for my $pid (@_) {
+        open my $fh, '<', "/proc/$pid/stat" or next;
+        my @f = split ' ', (<$fh> =~ s/^.*\) //r);
+        $ticks += $f[11] + $f[12];
+    }
+    return $ticks;
+}
+
 psql("DELETE FROM jobs WHERE kind = 'test.noop'");
 
 my $t = orbit_nginx(workers => 2, http_config => <<"_EOC_");
@@ -33,13 +44,16 @@ $t->start;
 ok(wait_until(10, sub { $t->worker_pids == 2 }), 'two workers');
 sleep 0.5;    # their pools up
 
+my $cpu0 = cpu($t->worker_pids);
 my $t0 = time;
 psql("INSERT INTO jobs (kind) SELECT 'test.noop'"
      . " FROM generate_series(1, $N)");
 ok(wait_until(120, sub {
        psql("SELECT count(*) FROM jobs WHERE kind = 'test.noop'"
             . " AND status = 'done'") == $N }), "$N jobs done");
-my $jobs_s = $N / (time - $t0);
+my $secs = time - $t0;
+my $jobs_s = $N / $secs;
+my $cpu_s = (cpu($t->worker_pids) - $cpu0) / 100;
 
 is(psql("SELECT count(*) FROM jobs WHERE kind = 'test.noop'"
         . " AND (status <> 'done' OR attempts <> 1)"), 0,
@@ -67,6 +81,8 @@ psql("DROP TABLE bench_insert");
 diag(sprintf "jobs_per_s: %.0f", $jobs_s);
 diag(sprintf "pgbench_insert_tps: %.0f", $tps // 0);
 diag(sprintf "jobs_vs_pgbench_insert: %.2f", $jobs_s / ($tps || 1));
+diag(sprintf "jobs_nginx_cpu_share: %.2f (worker CPU seconds / wall"
+     . " seconds, of 2 cores)", $cpu_s / $secs);
 
 cmp_ok($jobs_s, '>', 0.1 * ($tps // 0),
        'the queue runs at least a tenth of single-row inserts');
