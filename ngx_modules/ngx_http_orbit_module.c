@@ -11,6 +11,12 @@
  *   orbit_limit_zone NAME SIZE [rate=Nr/m];
  *   orbit_limit     NAME [rate=Nr/m] | off;
  *   orbit_apikey_zone NAME SIZE;
+ *   orbit_jobs      on | off;
+ *   orbit_jobs_concurrency N;
+ *   orbit_jobs_lease TIME;
+ *   orbit_jobs_poll TIME;
+ *   orbit_jobs_backoff TIME [max=TIME];
+ *   orbit_jobs_keep TIME;
  *   orbit_api;
  */
 
@@ -105,6 +111,48 @@ static ngx_command_t  ngx_http_orbit_commands[] = {
       orbit_apikey_zone_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_orbit_main_conf_t, apikey_zone),
+      NULL },
+
+    { ngx_string("orbit_jobs"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_orbit_main_conf_t, jobs.enable),
+      NULL },
+
+    { ngx_string("orbit_jobs_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_orbit_main_conf_t, jobs.concurrency),
+      NULL },
+
+    { ngx_string("orbit_jobs_lease"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_orbit_main_conf_t, jobs.lease),
+      NULL },
+
+    { ngx_string("orbit_jobs_poll"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_orbit_main_conf_t, jobs.poll),
+      NULL },
+
+    { ngx_string("orbit_jobs_backoff"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      orbit_jobs_backoff_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_orbit_main_conf_t, jobs),
+      NULL },
+
+    { ngx_string("orbit_jobs_keep"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_orbit_main_conf_t, jobs.keep),
       NULL },
 
     { ngx_string("orbit_api"),
@@ -203,6 +251,18 @@ ngx_http_orbit_apikey_zone(void)
 }
 
 
+ngx_int_t
+ngx_http_orbit_jobs_register(ngx_conf_t *cf, const char *kind,
+    orbit_job_handler_pt handler, void *data)
+{
+    ngx_http_orbit_main_conf_t  *omcf;
+
+    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_orbit_module);
+
+    return orbit_jobs_register(cf, &omcf->jobs, kind, handler, data);
+}
+
+
 static ngx_int_t
 ngx_http_orbit_postconfiguration(ngx_conf_t *cf)
 {
@@ -298,6 +358,14 @@ ngx_http_orbit_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (omcf->jobs.enable) {
+        omcf->job_queue = orbit_jobs_create(cycle, &omcf->jobs,
+                                            omcf->pg_pool);
+        if (omcf->job_queue == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     /* revoked API keys leave this worker's cache when Redis says so */
 
     if (orbit_apikey_init_process(cycle, omcf->apikey_zone,
@@ -320,6 +388,13 @@ ngx_http_orbit_exit_process(ngx_cycle_t *cycle)
 
     if (omcf == NULL) {
         return;
+    }
+
+    /* first: the runs' work is on the drivers below */
+
+    if (omcf->job_queue) {
+        orbit_jobs_destroy(omcf->job_queue);
+        omcf->job_queue = NULL;
     }
 
     if (omcf->http_client) {
@@ -359,6 +434,7 @@ ngx_http_orbit_create_main_conf(ngx_conf_t *cf)
      */
 
     omcf->migrate = NGX_CONF_UNSET;
+    orbit_jobs_conf_create(&omcf->jobs);
 
     return omcf;
 }
@@ -370,6 +446,12 @@ ngx_http_orbit_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_orbit_main_conf_t  *omcf = conf;
 
     ngx_conf_init_value(omcf->migrate, 0);
+
+    if (orbit_jobs_conf_init(cf, &omcf->jobs, omcf->pg != NULL)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (omcf->migrations.len) {
         if (ngx_conf_full_name(cf->cycle, &omcf->migrations, 1) != NGX_OK) {

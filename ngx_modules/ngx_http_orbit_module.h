@@ -16,6 +16,7 @@
 #include "io/orbit_redis.h"
 #include "io/orbit_http_client.h"
 #include "api/orbit_limit.h"
+#include "jobs/orbit_jobs.h"
 
 
 #define ORBIT_VERSION  "0.1.0"
@@ -29,11 +30,13 @@ typedef struct {
     orbit_secrets_t             *secrets;      /* orbit_secrets file */
     ngx_thread_pool_t           *thread_pool;  /* CPU work: passwords */
     ngx_shm_zone_t              *apikey_zone;  /* orbit_apikey_zone */
+    orbit_jobs_conf_t            jobs;         /* orbit_jobs* */
 
     /* per worker, created in init_process */
     orbit_pg_pool_t             *pg_pool;
     orbit_redis_t               *redis_conn;
     orbit_http_client_t         *http_client;
+    orbit_jobs_t                *job_queue;
 } ngx_http_orbit_main_conf_t;
 
 
@@ -53,6 +56,11 @@ orbit_http_client_t *ngx_http_orbit_http_client(void);
 orbit_secrets_t *ngx_http_orbit_secrets(void);
 ngx_thread_pool_t *ngx_http_orbit_thread_pool(void);
 ngx_shm_zone_t *ngx_http_orbit_apikey_zone(void);
+
+/* A job kind's handler, from any module's configuration (postconfiguration
+ * at the latest). */
+ngx_int_t ngx_http_orbit_jobs_register(ngx_conf_t *cf, const char *kind,
+    orbit_job_handler_pt handler, void *data);
 
 
 #endif /* _NGX_HTTP_ORBIT_MODULE_H_INCLUDED_ */

@@ -235,6 +235,7 @@ GET /t
 === TEST 14: a prepared statement: parsed once per connection, then reused
 --- http_config
     orbit_postgres "$TEST_NGINX_PG_DSN" pool=1;
+    orbit_jobs off;    # its claim would be prepared on the connection too
 --- config
     location = /t {
         orbit_test_sql "SELECT $1::int * 2" $arg_n;

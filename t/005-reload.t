@@ -1,5 +1,6 @@
 # nginx -s reload under traffic: old workers exit, nothing is dropped, no
-# [alert], and PostgreSQL ends with exactly pool x workers backends of ours.
+# [alert], and PostgreSQL ends with exactly (pool + 1) x workers backends
+# of ours: the pool and the job queue's LISTEN connection.
 
 use strict;
 use warnings;
@@ -9,6 +10,7 @@ use Orbit::Test;
 
 my $POOL = 3;
 my $WORKERS = 2;
+my $PER_WORKER = $POOL + 1;    # the job queue listens on one more
 
 sub backends {
     psql("SELECT count(*) FROM pg_stat_activity"
@@ -18,8 +20,9 @@ sub backends {
 my $t = orbit_nginx(workers => $WORKERS, pool => $POOL);
 $t->start;
 
-ok(wait_until(5, sub { backends() == $POOL * $WORKERS }),
-   "$POOL x $WORKERS backends after start") or diag('backends: ' . backends());
+ok(wait_until(5, sub { backends() == $PER_WORKER * $WORKERS }),
+   "$PER_WORKER x $WORKERS backends after start")
+    or diag('backends: ' . backends());
 
 my @old = $t->worker_pids;
 
@@ -57,8 +60,9 @@ ok(wait_until(5, sub { !grep { $old{$_} } $t->all_worker_pids }),
 ok(wait_until(5, sub { !grep { -e "/proc/$_" } @old }),
    'their processes are gone (reaped by the master)');
 
-ok(wait_until(5, sub { backends() == $POOL * $WORKERS }),
-   'backends back to the pool size per worker') or diag('backends: ' . backends());
+ok(wait_until(5, sub { backends() == $PER_WORKER * $WORKERS }),
+   'backends back to the pool size (+1) per worker')
+    or diag('backends: ' . backends());
 
 is($t->http_get('/api/v1/health')->{status}, 200, 'new workers serve');
 
