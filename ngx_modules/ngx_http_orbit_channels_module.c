@@ -9,6 +9,9 @@
  * that a fake (the test suites', `orbit run`'s) or a regional endpoint
  * can stand in for the real one; a channel without one uses its
  * adapter's default.
+ *
+ * Outbound messages and read receipts are jobs of the queue (src/jobs):
+ * message.send and message.read, handled here by every worker.
  */
 
 #include <ngx_config.h>
@@ -33,6 +36,7 @@ typedef struct {
 static char *ngx_http_orbit_channel_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void *ngx_http_orbit_channels_create_main_conf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_orbit_channels_postconfiguration(ngx_conf_t *cf);
 
 
 static ngx_command_t  ngx_http_orbit_channels_commands[] = {
@@ -50,7 +54,7 @@ static ngx_command_t  ngx_http_orbit_channels_commands[] = {
 
 static ngx_http_module_t  ngx_http_orbit_channels_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_orbit_channels_postconfiguration, /* postconfiguration */
 
     ngx_http_orbit_channels_create_main_conf, /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -161,4 +165,21 @@ static void *
 ngx_http_orbit_channels_create_main_conf(ngx_conf_t *cf)
 {
     return ngx_pcalloc(cf->pool, sizeof(ngx_http_orbit_channels_main_conf_t));
+}
+
+
+static ngx_int_t
+ngx_http_orbit_channels_postconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_http_orbit_jobs_register(cf, "message.send",
+                                     orbit_outbound_send_job, NULL)
+        != NGX_OK
+        || ngx_http_orbit_jobs_register(cf, "message.read",
+                                        orbit_outbound_read_job, NULL)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }

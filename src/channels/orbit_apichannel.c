@@ -346,7 +346,12 @@ orbit_apich_send(orbit_channel_out_t *out)
         return NGX_DECLINED;
     }
 
-    to = json_pack("{s:s, s:s?}", "id", out->to, "phone", out->to_phone);
+    to = json_pack("{s:s}", "id", out->to);
+
+    if (to && out->to_phone) {
+        json_object_set_new(to, "phone", json_string(out->to_phone));
+    }
+
     body = json_pack("{s:s, s:s, s:O, s:o, s:s, s:o, s:I}",
                      "event", "message", "id", id,
                      "conversationId", json_object_get(m, "conversationId"),

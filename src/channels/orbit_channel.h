@@ -34,7 +34,7 @@
 
 #include "api/orbit_api.h"
 #include "io/orbit_http_client.h"
-/* #include "jobs/orbit_jobs.h" (with src/jobs) */
+#include "jobs/orbit_jobs.h"
 
 
 typedef struct orbit_channel_s  orbit_channel_t;
@@ -190,7 +190,9 @@ ngx_int_t orbit_livechat_session(orbit_api_req_t *ar);
 ngx_int_t orbit_livechat_message(orbit_api_req_t *ar);
 ngx_int_t orbit_livechat_messages(orbit_api_req_t *ar);
 
-/* @JOBS@ */
+/* the delivery jobs (src/jobs): message.send and message.read */
+ngx_int_t orbit_outbound_send_job(orbit_job_t *job);
+ngx_int_t orbit_outbound_read_job(orbit_job_t *job);
 
 /* the pipeline's way in, for an adapter's own route */
 ngx_int_t orbit_pipeline_start(orbit_api_req_t *ar,

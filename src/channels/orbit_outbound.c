@@ -388,51 +388,40 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
 
     done.error = out->error;
 
-    switch (rc) {
-
-    case ORBIT_SEND_DONE:
+    if (rc == ORBIT_SEND_DONE) {
         done.status = ORBIT_JOB_DONE;
 
-        if (ob->receipt_of) {
-            break;
+        if (ob->receipt_of == NULL) {
+            v[0] = ob->message_id;
+            v[1] = ob->created_at;
+            v[2] = out->provider_id.len
+                   ? orbit_api_strdup_n(ob->job->pool, out->provider_id.data,
+                                        out->provider_id.len)
+                   : NULL;
+            v[3] = ob->connection;
+
+            done.effect = orbit_outbound_sent_sql;
+            done.nparams = 4;
+            done.values = v;
         }
 
-        v[0] = ob->message_id;
-        v[1] = ob->created_at;
-        v[2] = out->provider_id.len
-               ? orbit_api_strdup_n(ob->job->pool, out->provider_id.data,
-                                    out->provider_id.len)
-               : NULL;
-        v[3] = ob->connection;
+    } else {
+        /* failed for good, or later; failed too if it was the last try */
 
-        done.effect = orbit_outbound_sent_sql;
-        done.nparams = 4;
-        done.values = v;
-        break;
-
-    case ORBIT_SEND_RETRY:
-        done.status = ORBIT_JOB_RETRY;
+        done.status = (rc == ORBIT_SEND_FAIL) ? ORBIT_JOB_FAIL
+                                               : ORBIT_JOB_RETRY;
         done.delay = out->retry_after;
-        /* fall through: failed if it was the last attempt */
 
-    default:
-        if (rc == ORBIT_SEND_FAIL) {
-            done.status = ORBIT_JOB_FAIL;
+        if (ob->receipt_of == NULL) {
+            v[0] = ob->message_id;
+            v[1] = ob->created_at;
+            v[2] = orbit_api_strdup_n(ob->job->pool, out->error.data,
+                                      out->error.len);
+
+            done.effect = orbit_outbound_failed_sql;
+            done.nparams = 3;
+            done.values = v;
         }
-
-        if (ob->receipt_of) {
-            break;
-        }
-
-        v[0] = ob->message_id;
-        v[1] = ob->created_at;
-        v[2] = orbit_api_strdup_n(ob->job->pool, out->error.data,
-                                  out->error.len);
-
-        done.effect = orbit_outbound_failed_sql;
-        done.nparams = 3;
-        done.values = v;
-        break;
     }
 
     orbit_job_finish(ob->job, &done);

@@ -579,6 +579,7 @@ BEGIN
     -- delivered, read in one webhook) each move it forward or not.
     FOR st IN
         SELECT t.ord, t.i, cn.id AS conn_id, cn.tenant_id,
+               r.message_id IS NULL AS by_our_id,
                COALESCE(r.message_id, o.id) AS message_id,
                COALESCE(r.message_created_at, o.created_at)
                    AS message_created_at
@@ -607,7 +608,20 @@ BEGIN
             CONTINUE;
         END IF;
 
+        -- found by our id: the provider's is learnt here, for the
+        -- statuses that follow
+        IF st.by_our_id THEN
+            INSERT INTO message_refs (connection_id, provider_message_id,
+                                      tenant_id, message_id,
+                                      message_created_at)
+            VALUES (st.conn_id, st.i ->> 'providerMessageId', st.tenant_id,
+                    st.message_id, st.message_created_at)
+            ON CONFLICT DO NOTHING;
+        END IF;
+
         UPDATE messages SET
+            provider_message_id = COALESCE(provider_message_id,
+                                           st.i ->> 'providerMessageId'),
             status = CASE WHEN orbit_status_rank(st.i ->> 'status')
                                > orbit_status_rank(status)
                           THEN st.i ->> 'status' ELSE status END,
