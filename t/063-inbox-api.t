@@ -293,6 +293,8 @@ psql("UPDATE conversations SET connection_id = NULL WHERE id = '$conv{\"+$wa[4]\
 $r = api($t, 'POST', '/api/v1/messages', token => $tok{admin},
          body => { conversationId => $conv{"+$wa[4]"}, content => 'hi' });
 is($r->{status}, 409, 'a conversation whose connection is gone: 409');
+is($r->{json}{message}, 'This conversation\'s channel is not connected any'
+   . ' more: nothing can be sent on it', '... saying why');
 
 # --- send_message over the socket: the same path
 $sio->write_json({ emit => 'send_message', ack => JSON::PP::true,

@@ -287,8 +287,9 @@ orbit_api_conversations_update(orbit_api_req_t *ar)
         "        || COALESCE(NULLIF(cur.assignee_id, u.assignee_id)::text,"
         "                    ''))"
         " FROM upd u JOIN contacts k ON k.id = u.contact_id, cur"
-        " UNION ALL SELECT 400, NULL, 'assigneeId must be an active user of"
-        "   this tenant', NULL FROM bad, cur"
+        " UNION ALL SELECT 400, NULL,"
+        "   'assigneeId must be an active user of this tenant', NULL"
+        " FROM bad, cur"
         " UNION ALL SELECT 404, NULL, 'Conversation not found', NULL"
         " LIMIT 1";
 
