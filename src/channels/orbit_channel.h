@@ -124,9 +124,9 @@ struct orbit_channel_s {
      * Outbound.  send: the provider's request for out->message in
      * out->req; NGX_OK, NGX_DONE when delivered without one (live chat
      * pushes to the visitor's socket), or NGX_DECLINED with out->error
-     * when the message cannot go on this channel at all.  sent: what the answer in out->req
-     * means.  mark_read: a read receipt's request for the provider's
-     * message id, or NULL when the channel has none.
+     * when the message cannot go on this channel at all.  sent: what
+     * the answer in out->req means.  mark_read: a read receipt's request
+     * for the provider's message id, or NULL when the channel has none.
      */
     ngx_int_t                  (*send)(orbit_channel_out_t *out);
     orbit_send_rc_e            (*sent)(orbit_channel_out_t *out);
