@@ -481,16 +481,11 @@ orbit_apich_sent(orbit_channel_out_t *out)
             id = json_string_value(json_object_get(out->message, "id"));
         }
 
-        out->provider_id.len = id ? ngx_strlen(id) : 0;
-        out->provider_id.data = ngx_pnalloc(out->pool,
-                                            out->provider_id.len + 1);
-
-        if (out->provider_id.data == NULL) {
+        if (id && orbit_channel_provider_id(out, id) != NGX_OK) {
             json_decref(res);
             return ORBIT_SEND_RETRY;
         }
 
-        ngx_memcpy(out->provider_id.data, id, out->provider_id.len);
         json_decref(res);
         return ORBIT_SEND_DONE;
     }

@@ -174,6 +174,10 @@ ngx_int_t orbit_channel_sign(orbit_channel_out_t *out, const char *secret,
 void orbit_channel_error(orbit_channel_out_t *out, ngx_int_t code,
     const char *title);
 
+/* the provider's id of the message sent, copied to out->pool */
+ngx_int_t orbit_channel_provider_id(orbit_channel_out_t *out,
+    const char *id);
+
 /* body (a reference it takes) as out->req's body, in out->pool */
 ngx_int_t orbit_channel_body(orbit_channel_out_t *out, json_t *body);
 

@@ -206,3 +206,20 @@ orbit_channel_body(orbit_channel_out_t *out, json_t *body)
 
     return NGX_OK;
 }
+
+
+ngx_int_t
+orbit_channel_provider_id(orbit_channel_out_t *out, const char *id)
+{
+    out->provider_id.len = ngx_strlen(id);
+    out->provider_id.data = ngx_pnalloc(out->pool, out->provider_id.len + 1);
+
+    if (out->provider_id.data == NULL) {
+        out->provider_id.len = 0;
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->provider_id.data, id, out->provider_id.len + 1);
+
+    return NGX_OK;
+}

@@ -460,15 +460,12 @@ orbit_lc_send(orbit_channel_out_t *out)
 
     /* our own id stands for the provider's */
     v = json_object_get(out->message, "id");
-    out->provider_id.len = json_string_length(v);
-    out->provider_id.data = ngx_pnalloc(out->pool, out->provider_id.len);
 
-    if (out->provider_id.data == NULL) {
+    if (!json_is_string(v)
+        || orbit_channel_provider_id(out, json_string_value(v)) != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    ngx_memcpy(out->provider_id.data, json_string_value(v),
-               out->provider_id.len);
 
     return NGX_DONE;
 }

@@ -1000,16 +1000,9 @@ orbit_wa_sent(orbit_channel_out_t *out)
             return ORBIT_SEND_RETRY;
         }
 
-        if (id) {
-            out->provider_id.len = ngx_strlen(id);
-            out->provider_id.data = ngx_pnalloc(out->pool,
-                                                out->provider_id.len);
-            if (out->provider_id.data == NULL) {
-                json_decref(res);
-                return ORBIT_SEND_RETRY;
-            }
-
-            ngx_memcpy(out->provider_id.data, id, out->provider_id.len);
+        if (id && orbit_channel_provider_id(out, id) != NGX_OK) {
+            json_decref(res);
+            return ORBIT_SEND_RETRY;
         }
 
         json_decref(res);
