@@ -10,7 +10,7 @@
 //   --proto sio: Engine.IO 4 / Socket.IO 5 over raw `ws` (open packet,
 //     40/chat,{"token":..}, "2" answered "3"); every 42/chat,[...] counts.
 //   --proto raw: plain WebSocket (nchan): every text frame counts.
-//   --publish redis:HOST:PORT:CHANNEL   PUBLISH "<id>\n\n<event>\n<json>"
+//   --publish redis:HOST:PORT:CHANNEL   PUBLISH "<id>\n\n\n<event>\n<json>" (id, from, to, name, data)
 //   --publish http:HOST:PORT:/PATH      POST PATH, the event's JSON as body
 //     Either way one TCP connection, every event of a burst written at once
 //     (pipelined), each stamped with its own send time: the server fans
@@ -246,7 +246,7 @@ function publisher(spec) {
 
   function frame(name, id, json) {
     if (kind === 'redis') {
-      const payload = Buffer.from(`${id}\n\n${name}\n${json}`);
+      const payload = Buffer.from(`${id}\n\n\n${name}\n${json}`);
       const ch = Buffer.from(target);
       return Buffer.concat([
         Buffer.from(`*3\r\n$7\r\nPUBLISH\r\n$${ch.length}\r\n`), ch,
