@@ -23,6 +23,7 @@
 #include "core/orbit_validate.h"
 #include "api/orbit_auth.h"
 #include "io/orbit_pg.h"
+#include "io/orbit_ws.h"
 
 
 typedef struct orbit_api_req_s  orbit_api_req_t;

@@ -201,7 +201,7 @@ orbit_apikey_presented(ngx_http_request_t *r)
 {
     ngx_table_elt_t  *h;
 
-    if (orbit_api_header_in(r, "X-Api-Key") == NULL) {
+    if (orbit_header_in(r, "X-Api-Key") == NULL) {
         return 0;
     }
 
@@ -234,7 +234,7 @@ orbit_apikey_authenticate(orbit_api_req_t *ar, orbit_apikey_done_pt done)
         return NGX_OK;
     }
 
-    h = orbit_api_header_in(ar->r, "X-Api-Key");
+    h = orbit_header_in(ar->r, "X-Api-Key");
 
     if (!orbit_apikey_well_formed(&h->value)) {
         /* not one of ours: no lookup, orbit_auth_check() refuses it */

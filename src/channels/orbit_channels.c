@@ -119,7 +119,7 @@ orbit_channel_hub_signature(orbit_channel_in_t *in, const char *secret)
     char              mac[ORBIT_SHA256_HEX_LEN + 1];
     u_char            got[ORBIT_SHA256_HEX_LEN];
 
-    h = orbit_api_header_in(in->ar->r, "X-Hub-Signature-256");
+    h = orbit_header_in(in->ar->r, "X-Hub-Signature-256");
 
     if (h == NULL) {
         in->error = "X-Hub-Signature-256 is missing";

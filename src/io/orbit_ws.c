@@ -32,8 +32,6 @@ static void orbit_ws_message(orbit_ws_conn_t *wc, ngx_uint_t opcode,
 static void orbit_ws_finish(orbit_ws_conn_t *wc);
 static void orbit_ws_cleanup(void *data);
 static ngx_int_t orbit_ws_check(ngx_http_request_t *r, ngx_str_t *key);
-static ngx_table_elt_t *orbit_ws_header(ngx_http_request_t *r,
-    const char *name);
 
 
 static const orbit_ws_conn_handler_t  orbit_ws_conn_handler = {
@@ -211,21 +209,21 @@ orbit_ws_check(ngx_http_request_t *r, ngx_str_t *key)
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    h = orbit_ws_header(r, "Upgrade");
+    h = orbit_header_in(r, "Upgrade");
 
     if (h == NULL || !orbit_ws_has_token((char *) h->value.data,
                                          h->value.len, "websocket")) {
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    h = orbit_ws_header(r, "Connection");
+    h = orbit_header_in(r, "Connection");
 
     if (h == NULL || !orbit_ws_has_token((char *) h->value.data,
                                          h->value.len, "upgrade")) {
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    v = orbit_ws_header(r, "Sec-WebSocket-Version");
+    v = orbit_header_in(r, "Sec-WebSocket-Version");
 
     if (v == NULL || v->value.len != 2
         || ngx_strncmp(v->value.data, "13", 2) != 0)
@@ -243,7 +241,7 @@ orbit_ws_check(ngx_http_request_t *r, ngx_str_t *key)
         return ORBIT_WS_UPGRADE_REQUIRED;
     }
 
-    h = orbit_ws_header(r, "Sec-WebSocket-Key");
+    h = orbit_header_in(r, "Sec-WebSocket-Key");
 
     if (h == NULL) {
         return NGX_HTTP_BAD_REQUEST;
@@ -255,8 +253,8 @@ orbit_ws_check(ngx_http_request_t *r, ngx_str_t *key)
 }
 
 
-static ngx_table_elt_t *
-orbit_ws_header(ngx_http_request_t *r, const char *name)
+ngx_table_elt_t *
+orbit_header_in(ngx_http_request_t *r, const char *name)
 {
     size_t            len;
     ngx_uint_t        i;

@@ -74,4 +74,8 @@ ngx_int_t orbit_ws_send(orbit_ws_t *ws, ngx_uint_t opcode,
 void orbit_ws_close(orbit_ws_t *ws, ngx_uint_t code, const char *reason);
 
 
+/* the request's header name (in any case), or NULL */
+ngx_table_elt_t *orbit_header_in(ngx_http_request_t *r, const char *name);
+
+
 #endif /* _ORBIT_WS_H_INCLUDED_ */
