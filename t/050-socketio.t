@@ -45,52 +45,19 @@ my $t = orbit_nginx(workers => 2, http_config => $HTTP, config => $LOCATIONS);
 $t->start;
 
 # --- two tenants, their users, contacts and conversations, straight in SQL
-sub tenant_id {
-    my $slug = uniq(shift);
-    return psql("INSERT INTO tenants (name, slug, status)"
-                . " VALUES ('$slug', '$slug', 'active') RETURNING id");
-}
-sub user_id {
-    my ($tid, $role) = @_;
-    my $e = uniq(lc $role) . '@sio.test';
-    return psql("INSERT INTO users (tenant_id, email, name, password_hash,"
-                . " role) VALUES ('$tid', '$e', 'U', 'x', '$role')"
-                . " RETURNING id");
-}
-my $n = 0;
-sub conversation_id {
-    my ($tid, $assignee) = @_;
-    # the contact and the tenant's counter together, as the API keeps them
-    my $c = psql(sprintf "WITH c AS (INSERT INTO contacts (tenant_id, phone)"
-                 . " VALUES ('$tid', '+1555%07d') RETURNING id, tenant_id),"
-                 . " k AS (INSERT INTO tenant_counters AS t (tenant_id,"
-                 . " contacts) SELECT tenant_id, 1 FROM c ON CONFLICT"
-                 . " (tenant_id) DO UPDATE SET contacts = t.contacts + 1)"
-                 . " SELECT id FROM c", ++$n + $$ % 1000);
-    my $a = $assignee ? "'$assignee'" : 'NULL';
-    return psql("INSERT INTO conversations (tenant_id, contact_id, channel,"
-                . " assignee_id) VALUES ('$tid', '$c', 'whatsapp', $a)"
-                . " RETURNING id");
-}
-sub token {
-    my ($uid, $tid, $role, %o) = @_;
-    return jwt_for({ userId => $uid, tenantId => $tid, role => $role,
-                     iat => int(time) - 10, exp => int($o{exp} // time + 900) });
-}
-
-my $ta = tenant_id('sioa');
-my $tb = tenant_id('siob');
-my $admin_a = user_id($ta, 'ADMIN');
-my $agent_a = user_id($ta, 'AGENT');
-my $admin_b = user_id($tb, 'ADMIN');
-my $conv_a = conversation_id($ta);
-my $conv_agent = conversation_id($ta, $agent_a);
-my $conv_b = conversation_id($tb);
+my $ta = make_tenant('sioa');
+my $tb = make_tenant('siob');
+my $admin_a = make_user($ta, 'ADMIN');
+my $agent_a = make_user($ta, 'AGENT');
+my $admin_b = make_user($tb, 'ADMIN');
+my $conv_a = make_conversation($ta);
+my $conv_agent = make_conversation($ta, $agent_a);
+my $conv_b = make_conversation($tb);
 
 my %tok = (
-    admin_a => token($admin_a, $ta, 'ADMIN'),
-    agent_a => token($agent_a, $ta, 'AGENT'),
-    admin_b => token($admin_b, $tb, 'ADMIN'),
+    admin_a => user_token($admin_a, $ta, 'ADMIN'),
+    agent_a => user_token($agent_a, $ta, 'AGENT'),
+    admin_b => user_token($admin_b, $tb, 'ADMIN'),
 );
 
 sub client {
@@ -136,7 +103,7 @@ ok($c, 'socket.io-client connects with a JWT in its auth payload')
 like($c->{id} // '', qr/^[A-Za-z0-9_-]{20}$/, '... and gets a sid');
 
 for my $bad ([ 'garbage', 'a token that is no JWT' ],
-             [ token($admin_a, $ta, 'ADMIN', exp => time - 5), 'expired' ],
+             [ user_token($admin_a, $ta, 'ADMIN', exp => time - 5), 'expired' ],
              [ jwt_for({ userId => $admin_a, tenantId => $ta, role =>
                          'ADMIN', iat => int(time), exp => int(time) + 900 },
                        key => 'not-the-secret'), 'signed with another key' ],
@@ -150,7 +117,7 @@ for my $bad ([ 'garbage', 'a token that is no JWT' ],
     $h->stop;
 }
 
-my $root = client(token(user_id($ta, 'ADMIN'), '', 'SUPERADMIN'));
+my $root = client(user_token(make_user($ta, 'ADMIN'), '', 'SUPERADMIN'));
 my $ev = $root->wait_for(sub { $_[0]{event} =~ /^connect/ }, 2 * $W);
 is($ev->{event}, 'connect_error', 'refused: a superadmin has no tenant room');
 $root->stop;
@@ -260,14 +227,14 @@ my $online = emit_ack($a1, 'get_presence');
 ok($online && $online->{ok}, 'get_presence is acknowledged');
 is_deeply([ sort @{ $online->{online} // [] } ],
           [ sort $admin_a, $agent_a ], '... with the tenant\'s online users');
-my $agent2 = user_id($ta, 'AGENT');
-my $g2 = client(token($agent2, $ta, 'AGENT'));
+my $agent2 = make_user($ta, 'AGENT');
+my $g2 = client(user_token($agent2, $ta, 'AGENT'));
 ok(connected($g2), 'another agent connects');
 $ev = $a1->wait_for(sub { $_[0]{event} eq 'presence'
                           && $_[0]{args}[0]{userId} eq $agent2 }, $W);
 is_deeply($ev && $ev->{args}[0], { userId => $agent2, online => JSON::PP::true },
           '... and the tenant hears it is online');
-my $g3 = client(token($agent2, $ta, 'AGENT'));
+my $g3 = client(user_token($agent2, $ta, 'AGENT'));
 ok(connected($g3), '... a second tab of theirs');
 $g2->stop;
 ok(!$a1->wait_for(sub { $_[0]{event} eq 'presence'

@@ -49,52 +49,19 @@ my $t = orbit_nginx(workers => 2, http_config => $HTTP, config => $LOCATIONS);
 $t->start;
 
 # --- two tenants, their users and conversations, straight in SQL
-sub tenant_id {
-    my $slug = uniq(shift);
-    return psql("INSERT INTO tenants (name, slug, status)"
-                . " VALUES ('$slug', '$slug', 'active') RETURNING id");
-}
-sub user_id {
-    my ($tid, $role) = @_;
-    my $e = uniq(lc $role) . '@sr.test';
-    return psql("INSERT INTO users (tenant_id, email, name, password_hash,"
-                . " role) VALUES ('$tid', '$e', 'U', 'x', '$role')"
-                . " RETURNING id");
-}
-my $n = 0;
-sub conversation_id {
-    my ($tid, $assignee) = @_;
-    my $c = psql(sprintf "WITH c AS (INSERT INTO contacts (tenant_id, phone)"
-                 . " VALUES ('$tid', '+1556%07d') RETURNING id, tenant_id),"
-                 . " k AS (INSERT INTO tenant_counters AS t (tenant_id,"
-                 . " contacts) SELECT tenant_id, 1 FROM c ON CONFLICT"
-                 . " (tenant_id) DO UPDATE SET contacts = t.contacts + 1)"
-                 . " SELECT id FROM c", ++$n + $$ % 1000);
-    my $a = $assignee ? "'$assignee'" : 'NULL';
-    return psql("INSERT INTO conversations (tenant_id, contact_id, channel,"
-                . " assignee_id) VALUES ('$tid', '$c', 'whatsapp', $a)"
-                . " RETURNING id");
-}
-sub token {
-    my ($uid, $tid, $role, %o) = @_;
-    return jwt_for({ userId => $uid, tenantId => $tid, role => $role,
-                     iat => int(time) - 10,
-                     exp => int($o{exp} // time + 900) });
-}
-
-my $ta = tenant_id('sra');
-my $tb = tenant_id('srb');
-my $admin_a = user_id($ta, 'ADMIN');
-my $agent_a = user_id($ta, 'AGENT');
-my $admin_b = user_id($tb, 'ADMIN');
-my $conv_a = conversation_id($ta);
-my $conv_agent = conversation_id($ta, $agent_a);
-my $conv_b = conversation_id($tb);
+my $ta = make_tenant('sra');
+my $tb = make_tenant('srb');
+my $admin_a = make_user($ta, 'ADMIN');
+my $agent_a = make_user($ta, 'AGENT');
+my $admin_b = make_user($tb, 'ADMIN');
+my $conv_a = make_conversation($ta);
+my $conv_agent = make_conversation($ta, $agent_a);
+my $conv_b = make_conversation($tb);
 
 my %tok = (
-    admin_a => token($admin_a, $ta, 'ADMIN'),
-    agent_a => token($agent_a, $ta, 'AGENT'),
-    admin_b => token($admin_b, $tb, 'ADMIN'),
+    admin_a => user_token($admin_a, $ta, 'ADMIN'),
+    agent_a => user_token($agent_a, $ta, 'AGENT'),
+    admin_b => user_token($admin_b, $tb, 'ADMIN'),
 );
 
 sub client {
@@ -178,7 +145,7 @@ $r = api($t, 'POST', '/hubs/orchestrator/negotiate?negotiateVersion=1'
 is($r->{status}, 200, 'negotiate with access_token in the query: 200');
 
 for my $bad ([ undef, 'no token' ], [ 'garbage', 'not a JWT' ],
-             [ token($admin_a, $ta, 'ADMIN', exp => time - 5), 'expired' ],
+             [ user_token($admin_a, $ta, 'ADMIN', exp => time - 5), 'expired' ],
              [ jwt_for({ userId => $admin_a, tenantId => $ta,
                          role => 'ADMIN', iat => int(time),
                          exp => int(time) + 900 }, key => 'not-the-secret'),
@@ -186,7 +153,7 @@ for my $bad ([ undef, 'no token' ], [ 'garbage', 'not a JWT' ],
 {
     is(negotiate($bad->[0])->{status}, 401, "negotiate refused: $bad->[1]");
 }
-is(negotiate(jwt_for({ userId => user_id($ta, 'ADMIN'), role => 'SUPERADMIN',
+is(negotiate(jwt_for({ userId => make_user($ta, 'ADMIN'), role => 'SUPERADMIN',
                       iat => int(time), exp => int(time) + 900 }))->{status},
    403,
    'negotiate: a superadmin has no tenant here (403)');

@@ -18,7 +18,8 @@ use MIME::Base64 qw(encode_base64url);
 
 our @EXPORT = qw(orbit_nginx psql pg_service no_bad_log wait_until
                  api json_of uniq secret jwt_for make_superadmin login
-                 make_tenant make_user user_token meta_signature);
+                 make_tenant make_user make_conversation user_token
+                 meta_signature);
 
 
 # An Orbit::Nginx serving `location /api/ { orbit_api; API_CONFIG }` plus
@@ -124,6 +125,24 @@ sub make_user {
     my $e = uniq(lc $role) . '@orbit.test';
     return psql("INSERT INTO users (tenant_id, email, name, password_hash,"
                 . " role) VALUES ('$tid', '$e', 'U', 'x', '$role')"
+                . " RETURNING id");
+}
+
+
+# a contact of the tenant (counted, as the API counts them) and a
+# conversation with it, assigned to $assignee or nobody; returns its id
+my $phones = 0;
+sub make_conversation {
+    my ($tid, $assignee) = @_;
+    my $c = psql(sprintf "WITH c AS (INSERT INTO contacts (tenant_id, phone)"
+                 . " VALUES ('$tid', '+1557%07d') RETURNING id, tenant_id),"
+                 . " k AS (INSERT INTO tenant_counters AS t (tenant_id,"
+                 . " contacts) SELECT tenant_id, 1 FROM c ON CONFLICT"
+                 . " (tenant_id) DO UPDATE SET contacts = t.contacts + 1)"
+                 . " SELECT id FROM c", ++$phones + $$ % 1000 * 1000);
+    my $a = $assignee ? "'$assignee'" : 'NULL';
+    return psql("INSERT INTO conversations (tenant_id, contact_id, channel,"
+                . " assignee_id) VALUES ('$tid', '$c', 'whatsapp', $a)"
                 . " RETURNING id");
 }
 
