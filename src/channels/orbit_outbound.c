@@ -424,7 +424,7 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
         }
     }
 
-    orbit_job_finish(ob->job, &done);
+    /* the last use of the run's pool: finishing may destroy it */
 
     if (ob->receipt_of == NULL) {
         if (rc == ORBIT_SEND_DONE) {
@@ -443,6 +443,8 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
     out->message = NULL;
     out->config = NULL;
     out->credentials = NULL;
+
+    orbit_job_finish(ob->job, &done);
 }
 
 
