@@ -20,12 +20,6 @@ my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 # waits for what must come: longer under valgrind
 my $W = Orbit::Nginx::valgrind_enabled() ? 30 : 5;
 
-my $HTTP = <<"_EOC_";
-orbit_postgres "$ENV{TEST_NGINX_PG_DSN}" pool=4;
-orbit_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
-orbit_secrets $ENV{TEST_NGINX_SECRETS};
-_EOC_
-
 my $LOCATIONS = <<'_EOC_';
 location /socket.io/ { orbit_socketio; }
 location /fast/socket.io/ {
@@ -41,7 +35,7 @@ location /small/socket.io/ {
 location = /publish { orbit_test_publish; }
 _EOC_
 
-my $t = orbit_nginx(workers => 2, http_config => $HTTP, config => $LOCATIONS);
+my $t = orbit_nginx(workers => 2, config => $LOCATIONS);
 $t->start;
 
 # --- two tenants, their users, contacts and conversations, straight in SQL
@@ -264,7 +258,7 @@ is(emit_ack($a1, 'send_nothing', 1)->{error}, 'unknown event',
 
 # --- across nginx instances sharing Redis (another node)
 my $port2 = $port + 1;
-my $t2 = orbit_nginx(workers => 1, http_config => $HTTP, config => $LOCATIONS,
+my $t2 = orbit_nginx(workers => 1, config => $LOCATIONS,
                      port => $port2,
                      servroot => ($ENV{TEST_NGINX_SERVROOT} // 't/servroot')
                                  . '-node2');

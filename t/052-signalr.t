@@ -24,12 +24,6 @@ my $W = Orbit::Nginx::valgrind_enabled() ? 30 : 5;
 my $RS = "\x1e";
 my $HUB = '/hubs/orchestrator';
 
-my $HTTP = <<"_EOC_";
-orbit_postgres "$ENV{TEST_NGINX_PG_DSN}" pool=4;
-orbit_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
-orbit_secrets $ENV{TEST_NGINX_SECRETS};
-_EOC_
-
 my $LOCATIONS = <<'_EOC_';
 location /hubs/orchestrator { orbit_signalr; }
 location /fast/hubs/orchestrator {
@@ -45,7 +39,7 @@ location /socket.io/ { orbit_socketio; }
 location = /publish { orbit_test_publish; }
 _EOC_
 
-my $t = orbit_nginx(workers => 2, http_config => $HTTP, config => $LOCATIONS);
+my $t = orbit_nginx(workers => 2, config => $LOCATIONS);
 $t->start;
 
 # --- two tenants, their users and conversations, straight in SQL

@@ -29,16 +29,13 @@ my $peer = Orbit::Fake->start('api-peer');
 my $LEASE = Orbit::Nginx::valgrind_enabled() ? '30s' : '4s';
 
 my $HTTP = <<"_EOC_";
-orbit_postgres "$ENV{TEST_NGINX_PG_DSN}" pool=4;
-orbit_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
-orbit_secrets $ENV{TEST_NGINX_SECRETS};
 orbit_channel_api whatsapp @{[ $wa->url ]}/v21.0;
 orbit_jobs_backoff 200ms max=1s;
 orbit_jobs_lease $LEASE;
 orbit_jobs_poll 1s;
 _EOC_
 
-my $t = orbit_nginx(workers => 2, http_config => $HTTP,
+my $t = orbit_nginx(workers => 2, http_extra => $HTTP,
                     config => "location /socket.io/ { orbit_socketio; }\n");
 $t->start;
 

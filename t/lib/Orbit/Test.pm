@@ -23,7 +23,8 @@ our @EXPORT = qw(orbit_nginx psql pg_service no_bad_log wait_until
 
 
 # An Orbit::Nginx serving `location /api/ { orbit_api; API_CONFIG }` plus
-# $opts{config}.
+# $opts{config}; the http block names the run's PostgreSQL, Redis and
+# secrets (or is $opts{http_config}), then $opts{http_extra}.
 sub orbit_nginx {
     my (%opts) = @_;
 
@@ -32,6 +33,7 @@ sub orbit_nginx {
         // "orbit_postgres \"$ENV{TEST_NGINX_PG_DSN}\" pool=$pool;\n"
          . "orbit_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};\n"
          . "orbit_secrets $ENV{TEST_NGINX_SECRETS};\n";
+    $http .= delete $opts{http_extra} // '';
     my $api = delete $opts{api_config} // '';
     my $config = "location /api/ { orbit_api; $api }\n"
                . (delete $opts{config} // '');
