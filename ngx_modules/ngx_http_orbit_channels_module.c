@@ -3,6 +3,7 @@
  *
  *   http {
  *       orbit_channel_api  whatsapp  https://graph.facebook.com/v21.0;
+ *       orbit_public_url   https://crm.example.com;
  *   }
  *
  * orbit_channel_api names the base URL of a channel's provider API, so
@@ -10,8 +11,14 @@
  * can stand in for the real one; a channel without one uses its
  * adapter's default.
  *
+ * orbit_public_url is how the outside reaches this server (behind a TLS
+ * terminator or a load balancer, not what nginx listens on): the webhook
+ * URLs registered with providers (Telegram's setWebhook) and the URLs
+ * some providers sign (Twilio) are built on it.
+ *
  * Outbound messages and read receipts are jobs of the queue (src/jobs):
- * message.send and message.read, handled here by every worker.
+ * message.send, message.read and channel.setup, handled here by every
+ * worker.
  */
 
 #include <ngx_config.h>
@@ -30,11 +37,15 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                 *apis;         /* of ..._channel_api_t */
+    ngx_str_t                    public_url;   /* no trailing "/" */
 } ngx_http_orbit_channels_main_conf_t;
 
 
 static char *ngx_http_orbit_channel_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_orbit_public_url_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_orbit_http_url(ngx_conf_t *cf, ngx_str_t *url);
 static void *ngx_http_orbit_channels_create_main_conf(ngx_conf_t *cf);
 static ngx_int_t ngx_http_orbit_channels_postconfiguration(ngx_conf_t *cf);
 
@@ -44,6 +55,13 @@ static ngx_command_t  ngx_http_orbit_channels_commands[] = {
     { ngx_string("orbit_channel_api"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
       ngx_http_orbit_channel_api,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("orbit_public_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_orbit_public_url_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -129,11 +147,7 @@ ngx_http_orbit_channel_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_strncmp(value[2].data, "http://", 7) != 0
-        && ngx_strncmp(value[2].data, "https://", 8) != 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" is not an http(s) URL", &value[2]);
+    if (ngx_http_orbit_http_url(cf, &value[2]) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -153,11 +167,68 @@ ngx_http_orbit_channel_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     api->name = value[1];
     api->url = value[2];
 
-    while (api->url.len && api->url.data[api->url.len - 1] == '/') {
-        api->url.len--;
+    return NGX_CONF_OK;
+}
+
+
+ngx_str_t *
+ngx_http_orbit_public_url(void)
+{
+    ngx_http_orbit_channels_main_conf_t  *ccf;
+
+    ccf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_orbit_channels_module);
+
+    if (ccf == NULL || ccf->public_url.len == 0) {
+        return NULL;
     }
 
+    return &ccf->public_url;
+}
+
+
+static char *
+ngx_http_orbit_public_url_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_orbit_channels_main_conf_t  *ccf = conf;
+
+    ngx_str_t  *value;
+
+    if (ccf->public_url.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_orbit_http_url(cf, &value[1]) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ccf->public_url = value[1];
+
     return NGX_CONF_OK;
+}
+
+
+/* an http(s) URL, its trailing "/" taken off */
+
+static ngx_int_t
+ngx_http_orbit_http_url(ngx_conf_t *cf, ngx_str_t *url)
+{
+    if (ngx_strncmp(url->data, "http://", 7) != 0
+        && ngx_strncmp(url->data, "https://", 8) != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is not an http(s) URL", url);
+        return NGX_ERROR;
+    }
+
+    while (url->len && url->data[url->len - 1] == '/') {
+        url->len--;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -176,6 +247,9 @@ ngx_http_orbit_channels_postconfiguration(ngx_conf_t *cf)
         != NGX_OK
         || ngx_http_orbit_jobs_register(cf, "message.read",
                                         orbit_outbound_read_job, NULL)
+           != NGX_OK
+        || ngx_http_orbit_jobs_register(cf, "channel.setup",
+                                        orbit_outbound_setup_job, NULL)
            != NGX_OK)
     {
         return NGX_ERROR;

@@ -127,7 +127,9 @@ my $r = call($t, 'POST', '/api/v1/channels', token => $A, body => {
 is($r->{status}, 201, 'create: 201') or diag($r->{body});
 my $wa = $r->{json};
 is_deeply([ sort keys %$wa ], [qw(accountId channel config createdAt
-    credentials id name status updatedAt)], 'the answer\'s fields');
+    credentials id name setup status updatedAt)], 'the answer\'s fields');
+is_deeply($wa->{setup}, { status => 'pending' },
+          'its setup with the provider is pending');
 is($wa->{channel}, 'whatsapp', 'channel');
 is($wa->{accountId}, $wa_account, 'accountId');
 is($wa->{status}, 'active', 'active by default');
@@ -259,6 +261,17 @@ like($t->error_log, qr/\[error\].*\Q$refusal\E/,
      'the refusal is logged at error, naming the connection');
 psql("UPDATE channel_connections SET credentials = '$b_before'"
      . " WHERE id = '$b_bot->{id}'");
+
+# --- the channel.setup job: WhatsApp has nothing to register, so ok
+ok(wait_until(10, sub {
+    call($t, 'GET', "/api/v1/channels/$wa->{id}", token => $A)
+        ->{json}{setup}{status} eq 'ok' }),
+   'its setup job ran: ok (WhatsApp registers nothing)');
+is(psql("SELECT count(*) FROM jobs WHERE kind = 'channel.setup'"
+        . " AND payload->>'connectionId' = '$wa->{id}'"), 1,
+   '... one channel.setup job for it');
+$r = call($t, 'GET', "/api/v1/channels/$wa->{id}", token => $A);
+$wa->{setup} = $r->{json}{setup};
 
 # --- read and list: staff only, masked
 $r = call($t, 'GET', "/api/v1/channels/$wa->{id}", token => $A);

@@ -40,7 +40,8 @@
     "json_build_object('id', c.id, 'channel', c.channel, 'name', c.name,"   \
     " 'accountId', c.account_id, 'config', c.config,"                       \
     " 'credentials', c.credentials_hint, 'status', c.status,"               \
-    " 'createdAt', c.created_at, 'updatedAt', c.updated_at)"
+    " 'setup', c.setup, 'createdAt', c.created_at,"                         \
+    " 'updatedAt', c.updated_at)"
 
 /* what the audit log keeps of a connection: never a value of credentials */
 #define ORBIT_CHANNEL_AUDIT                                                  \

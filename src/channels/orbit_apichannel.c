@@ -40,6 +40,8 @@ const orbit_channel_t  orbit_channel_api = {
     orbit_apich_send,
     orbit_apich_sent,
     NULL,
+    NULL,
+    NULL,
     ORBIT_CHANNEL_KEYED,
 };
 

@@ -59,7 +59,14 @@ typedef struct {
  * webhook), and its own credentials verify the request: the pipeline
  * loads them before verify.
  */
-#define ORBIT_CHANNEL_KEYED  0x0001
+#define ORBIT_CHANNEL_KEYED   0x0001
+
+/*
+ * New messages are fetched, not pushed (IMAP): every active connection
+ * has one channel.poll job, which channel.setup enqueues once the
+ * connection is set up.
+ */
+#define ORBIT_CHANNEL_POLLED  0x0002
 
 
 /*
@@ -133,6 +140,19 @@ struct orbit_channel_s {
     ngx_int_t                  (*mark_read)(orbit_channel_out_t *out,
                                             const char *provider_id);
 
+    /*
+     * A connection created or changed (credentials, config, status,
+     * account): the request that registers us with the provider
+     * (Telegram's setWebhook, built on ngx_http_orbit_public_url()) in
+     * out->req and NGX_OK, NGX_DONE when there is nothing to send, or
+     * NGX_DECLINED with out->error when the connection cannot work.
+     * connected reads the answer.  Run by the channel.setup job; the
+     * outcome is the connection's "setup" ({status: pending, ok, failed,
+     * error}).  out->message is NULL there.
+     */
+    ngx_int_t                  (*connect)(orbit_channel_out_t *out);
+    orbit_send_rc_e            (*connected)(orbit_channel_out_t *out);
+
     ngx_uint_t                   flags;        /* ORBIT_CHANNEL_* */
 };
 
@@ -157,6 +177,9 @@ json_t *orbit_channel_item(orbit_channel_in_t *in, const char *kind,
 /* the base URL of the provider's API (orbit_channel_api), or fallback */
 ngx_str_t *ngx_http_orbit_channel_api_url(const char *name,
     ngx_str_t *fallback);
+
+/* how the outside reaches us (orbit_public_url), or NULL when not set */
+ngx_str_t *ngx_http_orbit_public_url(void);
 
 /*
  * X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>, the
@@ -194,9 +217,11 @@ ngx_int_t orbit_livechat_session(orbit_api_req_t *ar);
 ngx_int_t orbit_livechat_message(orbit_api_req_t *ar);
 ngx_int_t orbit_livechat_messages(orbit_api_req_t *ar);
 
-/* the delivery jobs (src/jobs): message.send and message.read */
+/* the delivery jobs (src/jobs): message.send, message.read and
+ * channel.setup */
 ngx_int_t orbit_outbound_send_job(orbit_job_t *job);
 ngx_int_t orbit_outbound_read_job(orbit_job_t *job);
+ngx_int_t orbit_outbound_setup_job(orbit_job_t *job);
 
 /* the pipeline's way in, for an adapter's own route */
 ngx_int_t orbit_pipeline_start(orbit_api_req_t *ar,

@@ -42,6 +42,8 @@ const orbit_channel_t  orbit_channel_livechat = {
     orbit_lc_send,
     NULL,
     NULL,
+    NULL,
+    NULL,
     0,
 };
 

@@ -5,6 +5,8 @@
  *                  connectionId, channel}    enqueued with the message
  *   message.read  {conversationId, connectionId, messageId,
  *                  providerMessageId}        enqueued by "mark read"
+ *   channel.setup {connectionId}             enqueued when a connection
+ *                                            is created or changed (008)
  *
  * A run: load the message and its connection (one statement) -> open the
  * connection's credentials -> the channel's adapter builds the provider's
@@ -14,7 +16,8 @@
  * provider's reason, or retried with backoff (5xx, 429, no answer).  A
  * message that is no longer queued when its job runs (a run that died
  * after its commit) is not sent again.  Then message_status goes to the
- * conversation's rooms.
+ * conversation's rooms.  channel.setup runs the adapter's connect the
+ * same way, its outcome the connection's "setup".
  *
  * What remains: a worker killed after the provider accepted a message
  * and before the outcome committed leaves the job to run again, and the
@@ -32,10 +35,18 @@
 #define ORBIT_OUT_HTTP_TIMEOUT  30000
 
 
+typedef enum {
+    ORBIT_OUT_SEND = 0,
+    ORBIT_OUT_READ,
+    ORBIT_OUT_SETUP
+} orbit_outbound_e;
+
+
 typedef struct {
     orbit_job_t                 *job;
     const orbit_channel_t       *ch;
     orbit_channel_out_t          out;
+    orbit_outbound_e             what;
     const char                  *message_id;
     const char                  *created_at;
     const char                  *receipt_of;   /* message.read's */
@@ -64,7 +75,8 @@ enum {
 };
 
 
-static ngx_int_t orbit_outbound_start(orbit_job_t *job, ngx_uint_t read);
+static ngx_int_t orbit_outbound_start(orbit_job_t *job,
+    orbit_outbound_e what);
 static void orbit_outbound_loaded(orbit_pg_query_t *q, PGresult *res);
 static ngx_int_t orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res);
 static void orbit_outbound_answered(orbit_http_req_t *req);
@@ -84,23 +96,35 @@ static const char  orbit_outbound_failed_sql[] =
     "SELECT orbit_message_failed($1::uuid, $2::timestamptz, $3::jsonb)"
     " FROM job WHERE job.status = 'failed'";
 
+static const char  orbit_outbound_setup_sql[] =
+    "SELECT orbit_channel_setup_done($1::uuid, job.status = 'done',"
+    "  $2::jsonb, $3::boolean)"
+    " FROM job WHERE job.status IN ('done', 'failed')";
+
 
 ngx_int_t
 orbit_outbound_send_job(orbit_job_t *job)
 {
-    return orbit_outbound_start(job, 0);
+    return orbit_outbound_start(job, ORBIT_OUT_SEND);
 }
 
 
 ngx_int_t
 orbit_outbound_read_job(orbit_job_t *job)
 {
-    return orbit_outbound_start(job, 1);
+    return orbit_outbound_start(job, ORBIT_OUT_READ);
+}
+
+
+ngx_int_t
+orbit_outbound_setup_job(orbit_job_t *job)
+{
+    return orbit_outbound_start(job, ORBIT_OUT_SETUP);
 }
 
 
 static ngx_int_t
-orbit_outbound_start(orbit_job_t *job, ngx_uint_t read)
+orbit_outbound_start(orbit_job_t *job, orbit_outbound_e what)
 {
     const char        **v;
     orbit_pg_pool_t    *pg;
@@ -140,15 +164,21 @@ orbit_outbound_start(orbit_job_t *job, ngx_uint_t read)
     }
 
     ob->job = job;
+    ob->what = what;
     ob->out.pool = job->pool;
     ob->out.log = job->log;
 
-    if (read) {
+    if (what == ORBIT_OUT_READ) {
         v[0] = json_string_value(json_object_get(job->json, "connectionId"));
         v[1] = json_string_value(json_object_get(job->json,
                                                  "conversationId"));
         ob->receipt_of = json_string_value(json_object_get(job->json,
                                                "providerMessageId"));
+
+    } else if (what == ORBIT_OUT_SETUP) {
+        v[0] = json_string_value(json_object_get(job->json, "connectionId"));
+        v[1] = v[0];            /* not a conversation: never NULL */
+
     } else {
         v[0] = json_string_value(json_object_get(job->json, "messageId"));
         v[1] = json_string_value(json_object_get(job->json,
@@ -161,7 +191,7 @@ orbit_outbound_start(orbit_job_t *job, ngx_uint_t read)
            : NULL;
 
     if (v[0] == NULL || v[1] == NULL || v[2] == NULL
-        || (read && ob->receipt_of == NULL))
+        || (what == ORBIT_OUT_READ && ob->receipt_of == NULL))
     {
         orbit_outbound_fail(job, "the job's payload is incomplete");
         return NGX_OK;
@@ -177,7 +207,7 @@ orbit_outbound_start(orbit_job_t *job, ngx_uint_t read)
         return NGX_ERROR;
     }
 
-    q->sql = read ? connection_sql : message_sql;
+    q->sql = (what == ORBIT_OUT_SEND) ? message_sql : connection_sql;
     q->nparams = 3;
     q->values = v;
     q->prepare = 1;
@@ -209,9 +239,9 @@ orbit_outbound_loaded(orbit_pg_query_t *q, PGresult *res)
     }
 
     if (PQntuples(res) != 1) {
-        orbit_outbound_fail(ob->job, ob->receipt_of
-                                     ? "the connection is gone"
-                                     : "the message is gone");
+        orbit_outbound_fail(ob->job, (ob->what == ORBIT_OUT_SEND)
+                                     ? "the message is gone"
+                                     : "the connection is gone");
         return;
     }
 
@@ -259,6 +289,18 @@ orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res)
     orbit_channel_out_t  *out;
 
     out = &ob->out;
+
+    if (ob->what == ORBIT_OUT_SETUP) {
+        ob->connection = orbit_outbound_col(ob, res, ORBIT_OUT_CONN_ID);
+        ob->ch = orbit_channel_for(PQgetvalue(res, 0, ORBIT_OUT_CHANNEL));
+
+        if (ob->ch == NULL || ob->ch->connect == NULL
+            || ngx_strcmp(PQgetvalue(res, 0, ORBIT_OUT_CONN_STATUS),
+                          "active") != 0)
+        {
+            return NGX_DONE;    /* nothing to register */
+        }
+    }
 
     if (PQgetisnull(res, 0, ORBIT_OUT_CHANNEL)
         || ngx_strcmp(PQgetvalue(res, 0, ORBIT_OUT_CONN_STATUS), "active")
@@ -329,15 +371,21 @@ orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res)
     out->req->handler = orbit_outbound_answered;
     out->req->data = ob;
 
-    if (ob->receipt_of) {
+    switch (ob->what) {
+
+    case ORBIT_OUT_READ:
         if (ob->ch->mark_read == NULL) {
             return NGX_DONE;    /* the channel has no read receipts */
         }
 
         return ob->ch->mark_read(out, ob->receipt_of);
-    }
 
-    return ob->ch->send(out);
+    case ORBIT_OUT_SETUP:
+        return ob->ch->connect(out);
+
+    default: /* ORBIT_OUT_SEND */
+        return ob->ch->send(out);
+    }
 }
 
 
@@ -348,7 +396,8 @@ orbit_outbound_answered(orbit_http_req_t *req)
 
     orbit_send_rc_e  rc;
 
-    rc = ob->ch->sent(&ob->out);
+    rc = (ob->what == ORBIT_OUT_SETUP) ? ob->ch->connected(&ob->out)
+                                       : ob->ch->sent(&ob->out);
 
     if (rc != ORBIT_SEND_DONE) {
         ngx_log_error(NGX_LOG_WARN, ob->job->log, 0,
@@ -388,7 +437,27 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
 
     done.error = out->error;
 
-    if (rc == ORBIT_SEND_DONE) {
+    if (ob->what == ORBIT_OUT_SETUP) {
+        v[0] = ob->connection;
+        v[1] = out->error.len ? orbit_api_strdup_n(ob->job->pool,
+                                                   out->error.data,
+                                                   out->error.len)
+                              : NULL;
+        v[2] = (ob->ch && (ob->ch->flags & ORBIT_CHANNEL_POLLED))
+               ? "true" : "false";
+
+        done.status = (rc == ORBIT_SEND_DONE) ? ORBIT_JOB_DONE
+                      : (rc == ORBIT_SEND_FAIL) ? ORBIT_JOB_FAIL
+                      : ORBIT_JOB_RETRY;
+        done.delay = out->retry_after;
+
+        if (ob->connection) {
+            done.effect = orbit_outbound_setup_sql;
+            done.nparams = 3;
+            done.values = v;
+        }
+
+    } else if (rc == ORBIT_SEND_DONE) {
         done.status = ORBIT_JOB_DONE;
 
         if (ob->receipt_of == NULL) {
@@ -426,7 +495,7 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
 
     /* the last use of the run's pool: finishing may destroy it */
 
-    if (ob->receipt_of == NULL) {
+    if (ob->what == ORBIT_OUT_SEND) {
         if (rc == ORBIT_SEND_DONE) {
             orbit_outbound_publish(ob, "sent");
 

@@ -67,6 +67,8 @@ const orbit_channel_t  orbit_channel_whatsapp = {
     orbit_wa_send,
     orbit_wa_sent,
     orbit_wa_mark_read,
+    NULL,
+    NULL,
     0,
 };
 
