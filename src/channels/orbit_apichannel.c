@@ -42,6 +42,8 @@ const orbit_channel_t  orbit_channel_api = {
     NULL,
     NULL,
     NULL,
+    NULL,
+    NULL,
     ORBIT_CHANNEL_KEYED,
 };
 

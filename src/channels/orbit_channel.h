@@ -153,6 +153,22 @@ struct orbit_channel_s {
     ngx_int_t                  (*connect)(orbit_channel_out_t *out);
     orbit_send_rc_e            (*connected)(orbit_channel_out_t *out);
 
+    /*
+     * Inbound media the provider keeps: an item's content.media with a
+     * "provider" key (WhatsApp's {provider, id}, Telegram's file_id) is
+     * fetched by a media.fetch job and stored (local disk or S3); the
+     * message's content.media then gets our "url" and "mediaId".  media
+     * builds, for that object, the request that locates the bytes in
+     * out->req and NGX_OK, or the download itself and NGX_DONE, or
+     * NGX_DECLINED with out->error; media_located reads the locating
+     * answer and fills out->req (a fresh orbit_http_req_create()) with the
+     * download (URL and headers: the connection's token): NGX_OK, or
+     * NGX_DECLINED / NGX_ERROR (retried).  out->message is the message.
+     */
+    ngx_int_t                  (*media)(orbit_channel_out_t *out,
+                                        json_t *media);
+    ngx_int_t                  (*media_located)(orbit_channel_out_t *out);
+
     ngx_uint_t                   flags;        /* ORBIT_CHANNEL_* */
 };
 

@@ -44,6 +44,8 @@ const orbit_channel_t  orbit_channel_livechat = {
     NULL,
     NULL,
     NULL,
+    NULL,
+    NULL,
     0,
 };
 

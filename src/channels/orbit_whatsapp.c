@@ -69,6 +69,8 @@ const orbit_channel_t  orbit_channel_whatsapp = {
     orbit_wa_mark_read,
     NULL,
     NULL,
+    NULL,
+    NULL,
     0,
 };
 
