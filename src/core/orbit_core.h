@@ -121,12 +121,19 @@ orbit_jwt_rc_e orbit_jwt_verify(const unsigned char *key, size_t key_len,
 
 /* secrets: the file named by orbit_secrets */
 
+#define ORBIT_SECRET_MAX  256
+
 typedef struct {
-    char           jwt_secret[256];
+    char           jwt_secret[ORBIT_SECRET_MAX];
     size_t         jwt_secret_len;
     unsigned char  encryption_key[32];
-    char           meta_app_secret[256];       /* "": not configured */
-    char           meta_verify_token[256];
+
+    /* optional: "" when not configured */
+    char           meta_app_secret[ORBIT_SECRET_MAX];
+    char           meta_verify_token[ORBIT_SECRET_MAX];
+    char           s3_access_key_id[ORBIT_SECRET_MAX];
+    char           s3_secret_access_key[ORBIT_SECRET_MAX];
+
     unsigned       has_encryption_key:1;
 } orbit_secrets_t;
 

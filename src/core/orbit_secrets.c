@@ -8,12 +8,19 @@
  *                          X-Hub-Signature-256 on WhatsApp, Messenger and
  *                          Instagram webhooks
  *   META_VERIFY_TOKEN=...  optional: answers Meta's verification GET
+ *   S3_ACCESS_KEY_ID=...   optional: the S3 media storage's key pair
+ *   S3_SECRET_ACCESS_KEY=...
  */
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "orbit_core.h"
+
+
+static char *orbit_secrets_optional(orbit_secrets_t *s, const char *key,
+    size_t klen);
 
 
 int
@@ -94,17 +101,13 @@ orbit_secrets_parse(const char *text, size_t len, orbit_secrets_t *s,
             continue;
         }
 
-        if ((klen == sizeof("META_APP_SECRET") - 1
-             && memcmp(key, "META_APP_SECRET", klen) == 0)
-            || (klen == sizeof("META_VERIFY_TOKEN") - 1
-                && memcmp(key, "META_VERIFY_TOKEN", klen) == 0))
-        {
-            dst = key[5] == 'A' ? s->meta_app_secret : s->meta_verify_token;
+        dst = orbit_secrets_optional(s, key, klen);
 
-            if (vlen == 0 || vlen >= sizeof(s->meta_app_secret)) {
-                snprintf(err, errlen, "line %zu: %.*s must have 1 to %zu "
+        if (dst) {
+            if (vlen == 0 || vlen >= ORBIT_SECRET_MAX) {
+                snprintf(err, errlen, "line %zu: %.*s must have 1 to %d "
                          "characters", lineno, (int) klen, key,
-                         sizeof(s->meta_app_secret) - 1);
+                         ORBIT_SECRET_MAX - 1);
                 return -1;
             }
 
@@ -127,4 +130,34 @@ orbit_secrets_parse(const char *text, size_t len, orbit_secrets_t *s,
     }
 
     return 0;
+}
+
+
+/* where an optional key's value goes, or NULL when it is not one */
+
+static char *
+orbit_secrets_optional(orbit_secrets_t *s, const char *key, size_t klen)
+{
+    size_t  i;
+
+    static const struct {
+        const char  *name;
+        size_t       offset;
+    } keys[] = {
+        { "META_APP_SECRET", offsetof(orbit_secrets_t, meta_app_secret) },
+        { "META_VERIFY_TOKEN", offsetof(orbit_secrets_t, meta_verify_token) },
+        { "S3_ACCESS_KEY_ID", offsetof(orbit_secrets_t, s3_access_key_id) },
+        { "S3_SECRET_ACCESS_KEY",
+          offsetof(orbit_secrets_t, s3_secret_access_key) },
+    };
+
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (strlen(keys[i].name) == klen
+            && memcmp(keys[i].name, key, klen) == 0)
+        {
+            return (char *) s + keys[i].offset;
+        }
+    }
+
+    return NULL;
 }
