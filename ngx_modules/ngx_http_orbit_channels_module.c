@@ -18,7 +18,7 @@
  *
  * Outbound messages and read receipts are jobs of the queue (src/jobs):
  * message.send, message.read and channel.setup, handled here by every
- * worker.
+ * worker; media.fetch too where orbit_media names a storage.
  */
 
 #include <ngx_config.h>
@@ -242,6 +242,8 @@ ngx_http_orbit_channels_create_main_conf(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_orbit_channels_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_http_orbit_main_conf_t  *omcf;
+
     if (ngx_http_orbit_jobs_register(cf, "message.send",
                                      orbit_outbound_send_job, NULL)
         != NGX_OK
@@ -250,6 +252,18 @@ ngx_http_orbit_channels_postconfiguration(ngx_conf_t *cf)
            != NGX_OK
         || ngx_http_orbit_jobs_register(cf, "channel.setup",
                                         orbit_outbound_setup_job, NULL)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* without a storage the media.fetch jobs wait for one */
+
+    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_orbit_module);
+
+    if (omcf->storage
+        && ngx_http_orbit_jobs_register(cf, "media.fetch",
+                                        orbit_media_fetch_job, NULL)
            != NGX_OK)
     {
         return NGX_ERROR;

@@ -53,6 +53,8 @@ static char *ngx_http_orbit_secrets_conf(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_orbit_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_orbit_media(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_command_t  ngx_http_orbit_commands[] = {
@@ -90,6 +92,20 @@ static ngx_command_t  ngx_http_orbit_commands[] = {
       ngx_http_orbit_secrets_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("orbit_media"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_orbit_media,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("orbit_media_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_orbit_main_conf_t, media_max_size),
       NULL },
 
     { ngx_string("orbit_limit_zone"),
@@ -232,6 +248,13 @@ orbit_secrets_t *
 ngx_http_orbit_secrets(void)
 {
     return ngx_http_orbit_conf() ? ngx_http_orbit_conf()->secrets : NULL;
+}
+
+
+orbit_storage_t *
+ngx_http_orbit_storage(void)
+{
+    return ngx_http_orbit_conf() ? ngx_http_orbit_conf()->storage : NULL;
 }
 
 
@@ -434,6 +457,7 @@ ngx_http_orbit_create_main_conf(ngx_conf_t *cf)
      */
 
     omcf->migrate = NGX_CONF_UNSET;
+    omcf->media_max_size = NGX_CONF_UNSET_SIZE;
     orbit_jobs_conf_create(&omcf->jobs);
 
     return omcf;
@@ -446,6 +470,24 @@ ngx_http_orbit_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_orbit_main_conf_t  *omcf = conf;
 
     ngx_conf_init_value(omcf->migrate, 0);
+    ngx_conf_init_size_value(omcf->media_max_size, 16 * 1024 * 1024);
+
+    if (omcf->storage) {
+        omcf->storage->max_size = omcf->media_max_size;
+        omcf->storage->secrets = omcf->secrets;
+
+        if (omcf->storage->type == ORBIT_STORAGE_S3
+            && (omcf->secrets == NULL
+                || omcf->secrets->s3_access_key_id[0] == '\0'
+                || omcf->secrets->s3_secret_access_key[0] == '\0'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"orbit_media s3\" needs S3_ACCESS_KEY_ID "
+                               "and S3_SECRET_ACCESS_KEY in the file of "
+                               "\"orbit_secrets\"");
+            return NGX_CONF_ERROR;
+        }
+    }
 
     if (orbit_jobs_conf_init(cf, &omcf->jobs, omcf->pg != NULL)
         != NGX_CONF_OK)
@@ -900,6 +942,134 @@ ngx_http_orbit_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = orbit_api_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * orbit_media local /var/lib/orbitdesk/media;
+ * orbit_media s3 https://s3.eu-west-1.amazonaws.com bucket=orbit
+ *             [region=eu-west-1];
+ */
+
+static char *
+ngx_http_orbit_media(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_orbit_main_conf_t *omcf = conf;
+
+    u_char           *p;
+    ngx_str_t        *value;
+    ngx_uint_t        i;
+    orbit_storage_t  *st;
+
+    if (omcf->storage) {
+        return "is duplicate";
+    }
+
+    st = ngx_pcalloc(cf->pool, sizeof(orbit_storage_t));
+    if (st == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "local") == 0) {
+        if (cf->args->nelts != 3) {
+            return "takes \"local\" and a folder";
+        }
+
+        st->type = ORBIT_STORAGE_LOCAL;
+        st->root = value[2];
+
+        if (ngx_conf_full_name(cf->cycle, &st->root, 0) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        while (st->root.len > 1 && st->root.data[st->root.len - 1] == '/') {
+            st->root.len--;
+        }
+
+        st->root.data[st->root.len] = '\0';
+
+    } else if (ngx_strcmp(value[1].data, "s3") == 0) {
+        st->type = ORBIT_STORAGE_S3;
+        st->endpoint = value[2];
+        ngx_str_set(&st->region, "us-east-1");
+
+        if (ngx_strncmp(st->endpoint.data, "http://", 7) == 0) {
+            st->host.data = st->endpoint.data + 7;
+
+        } else if (ngx_strncmp(st->endpoint.data, "https://", 8) == 0) {
+            st->host.data = st->endpoint.data + 8;
+
+        } else {
+            return "needs an http:// or https:// endpoint for s3";
+        }
+
+        while (st->endpoint.len
+               && st->endpoint.data[st->endpoint.len - 1] == '/')
+        {
+            st->endpoint.len--;
+        }
+
+        st->endpoint.data[st->endpoint.len] = '\0';
+        st->host.len = st->endpoint.data + st->endpoint.len - st->host.data;
+
+        if (st->host.len == 0 || ngx_strlchr(st->host.data,
+                                             st->host.data + st->host.len,
+                                             '/'))
+        {
+            return "needs an endpoint without a path: the bucket is named "
+                   "apart (bucket=)";
+        }
+
+        for (i = 3; i < cf->args->nelts; i++) {
+            if (ngx_strncmp(value[i].data, "bucket=", 7) == 0) {
+                st->bucket.data = value[i].data + 7;
+                st->bucket.len = value[i].len - 7;
+                continue;
+            }
+
+            if (ngx_strncmp(value[i].data, "region=", 7) == 0) {
+                st->region.data = value[i].data + 7;
+                st->region.len = value[i].len - 7;
+                continue;
+            }
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (st->bucket.len == 0 || st->region.len == 0) {
+            return "needs bucket= for s3";
+        }
+
+        for (p = st->bucket.data; p < st->bucket.data + st->bucket.len; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')
+                  || *p == '-' || *p == '.'))
+            {
+                return "has a bucket name S3 does not take";
+            }
+        }
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown media storage \"%V\" (local or s3)",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (omcf->thread_pool == NULL) {
+        omcf->thread_pool = ngx_thread_pool_add(cf, NULL);
+        if (omcf->thread_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    st->thread_pool = omcf->thread_pool;
+    omcf->storage = st;
 
     return NGX_CONF_OK;
 }

@@ -15,6 +15,7 @@
 #include "io/orbit_pg.h"
 #include "io/orbit_redis.h"
 #include "io/orbit_http_client.h"
+#include "io/orbit_storage.h"
 #include "api/orbit_limit.h"
 #include "jobs/orbit_jobs.h"
 
@@ -31,6 +32,8 @@ typedef struct {
     ngx_thread_pool_t           *thread_pool;  /* CPU work: passwords */
     ngx_shm_zone_t              *apikey_zone;  /* orbit_apikey_zone */
     orbit_jobs_conf_t            jobs;         /* orbit_jobs* */
+    orbit_storage_t             *storage;      /* orbit_media */
+    size_t                       media_max_size;
 
     /* per worker, created in init_process */
     orbit_pg_pool_t             *pg_pool;
@@ -55,6 +58,7 @@ orbit_redis_t *ngx_http_orbit_redis(void);
 orbit_http_client_t *ngx_http_orbit_http_client(void);
 orbit_secrets_t *ngx_http_orbit_secrets(void);
 ngx_thread_pool_t *ngx_http_orbit_thread_pool(void);
+orbit_storage_t *ngx_http_orbit_storage(void);
 ngx_shm_zone_t *ngx_http_orbit_apikey_zone(void);
 
 /* A job kind's handler, from any module's configuration (postconfiguration

@@ -94,6 +94,10 @@ my $vkey = all_scopes_key($vadmin, 'VICTIM-KEY-NAME');
 # a conversation with a message, as the inbox pipeline would store them
 my $vconv = psql("INSERT INTO conversations (tenant_id, contact_id, channel)"
                  . " VALUES ('$vtid', '$vcontact', 'whatsapp') RETURNING id");
+my $vmedia = psql("INSERT INTO media (tenant_id, storage, key, mime_type,"
+                  . " size, sha256, filename, source) VALUES ('$vtid',"
+                  . " 'local', '$vtid/x', 'text/plain', 6, repeat('0', 64),"
+                  . " 'VICTIM-FILE.txt', 'upload') RETURNING id");
 psql("INSERT INTO messages (tenant_id, conversation_id, direction, type,"
      . " content, status) VALUES ('$vtid', '$vconv', 'inbound', 'text',"
      . " '{\"text\": \"VICTIM-MESSAGE-TEXT\"}', 'received')");
@@ -205,6 +209,7 @@ my %VICTIM_ID = (
     # a provider's webhook: signed, so no credentials of ours get through
     'channels/:channel' => 'whatsapp',
     'conversations/:id' => $vconv,
+    'media/:id' => $vmedia,
 );
 
 # a valid body for the writes, by route ("METHOD path")

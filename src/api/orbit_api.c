@@ -100,6 +100,15 @@ static const orbit_route_t  orbit_api_routes[] = {
     { "POST",  "/api/v1/messages",           (void *) orbit_api_messages_send,
       ORBIT_ROLES_TENANT|ORBIT_SCOPE_MESSAGES_SEND },
 
+    /* media: uploads, and the bytes for users or a signed link's holder */
+
+    { "POST",  "/api/v1/media",              (void *) orbit_api_media_upload,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_MESSAGES_SEND|ORBIT_RAW_BODY },
+    { "GET",   "/api/v1/media/:id",           (void *) orbit_api_media_get,
+      ORBIT_ROLES_TENANT|ORBIT_SCOPE_MESSAGES_READ },
+    { "GET",   "/api/v1/media/:id/content",
+      (void *) orbit_api_media_content, ORBIT_WEBHOOK },
+
     /* the live-chat widget's: a session, then the visitor's token */
     { "POST",  "/api/v1/channels/live-chat/session",
       (void *) orbit_livechat_session, ORBIT_PUBLIC },

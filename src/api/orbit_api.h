@@ -211,6 +211,14 @@ ngx_int_t orbit_api_conversations_read(orbit_api_req_t *ar);
 ngx_int_t orbit_api_conversations_messages(orbit_api_req_t *ar);
 
 ngx_int_t orbit_api_messages_send(orbit_api_req_t *ar);
+ngx_int_t orbit_api_media_upload(orbit_api_req_t *ar);
+ngx_int_t orbit_api_media_get(orbit_api_req_t *ar);
+ngx_int_t orbit_api_media_content(orbit_api_req_t *ar);
+
+/* a URL a provider fetches a tenant's media by (a signed link on
+ * orbit_public_url, or S3's presigned URL): NGX_DECLINED when none */
+ngx_int_t orbit_media_link(ngx_pool_t *pool, ngx_str_t *tenant,
+    const char *id, time_t ttl, ngx_str_t *url);
 ngx_int_t orbit_api_channels_list(orbit_api_req_t *ar);
 ngx_int_t orbit_api_channels_create(orbit_api_req_t *ar);
 ngx_int_t orbit_api_channels_get(orbit_api_req_t *ar);

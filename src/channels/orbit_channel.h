@@ -239,6 +239,9 @@ ngx_int_t orbit_outbound_send_job(orbit_job_t *job);
 ngx_int_t orbit_outbound_read_job(orbit_job_t *job);
 ngx_int_t orbit_outbound_setup_job(orbit_job_t *job);
 
+/* media.fetch: an inbound message's media, stored (009_media.sql) */
+ngx_int_t orbit_media_fetch_job(orbit_job_t *job);
+
 /* the pipeline's way in, for an adapter's own route */
 ngx_int_t orbit_pipeline_start(orbit_api_req_t *ar,
     const orbit_channel_t *ch);

@@ -33,6 +33,7 @@
 
 
 #define ORBIT_OUT_HTTP_TIMEOUT  30000
+#define ORBIT_OUT_MEDIA_TTL     86400      /* an upload's link, seconds */
 
 
 typedef enum {
@@ -82,6 +83,7 @@ static ngx_int_t orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res);
 static void orbit_outbound_answered(orbit_http_req_t *req);
 static void orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc);
 static void orbit_outbound_publish(orbit_outbound_t *ob, const char *status);
+static ngx_int_t orbit_outbound_media_link(orbit_outbound_t *ob);
 static char *orbit_outbound_col(orbit_outbound_t *ob, PGresult *res,
     int col);
 static void orbit_outbound_fail(orbit_job_t *job, const char *why);
@@ -284,6 +286,7 @@ static ngx_int_t
 orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res)
 {
     char                 *message, *config;
+    ngx_int_t             rc;
     ngx_str_t             tenant, conn;
     json_error_t          err;
     orbit_channel_out_t  *out;
@@ -384,8 +387,58 @@ orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res)
         return ob->ch->connect(out);
 
     default: /* ORBIT_OUT_SEND */
+        rc = orbit_outbound_media_link(ob);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
         return ob->ch->send(out);
     }
+}
+
+
+/*
+ * An upload (content.media.mediaId) goes to the provider as a link it can
+ * fetch for a day: content.media.url in the message the adapter reads.
+ */
+
+static ngx_int_t
+orbit_outbound_media_link(orbit_outbound_t *ob)
+{
+    char        *link;
+    json_t      *media;
+    ngx_int_t    rc;
+    ngx_str_t    url;
+    const char  *id;
+
+    media = json_object_get(json_object_get(ob->out.message, "content"),
+                            "media");
+    id = json_string_value(json_object_get(media, "mediaId"));
+
+    if (id == NULL) {
+        return NGX_OK;
+    }
+
+    rc = orbit_media_link(ob->job->pool, &ob->out.tenant, id,
+                          ORBIT_OUT_MEDIA_TTL, &url);
+
+    if (rc == NGX_DECLINED) {
+        orbit_channel_error(&ob->out, 503, "The provider cannot fetch an "
+                            "upload: no orbit_public_url (or orbit_media)");
+        return NGX_DECLINED;
+    }
+
+    link = (rc == NGX_OK) ? orbit_api_strdup_n(ob->job->pool, url.data,
+                                               url.len)
+                          : NULL;
+
+    if (link == NULL
+        || json_object_set_new(media, "url", json_string(link)) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -42,16 +42,29 @@ const char  orbit_send_sql[] =
     "), rep AS ("
     "  SELECT m.id FROM messages m, cv"
     "  WHERE m.conversation_id = cv.id AND m.id = $6::uuid"
+    "), md AS ("
+    "  SELECT m.* FROM media m, b"
+    "  WHERE m.tenant_id = $1::uuid"
+    "    AND m.id = (b.j #>> '{content,media,mediaId}')::uuid"
     "), ok AS ("
     "  SELECT cv.*, COALESCE((b.j->>'private')::boolean, false) AS note"
     "  FROM cv, b"
     "  WHERE ($6::uuid IS NULL OR EXISTS (SELECT 1 FROM rep))"
+    "    AND (b.j #> '{content,media,mediaId}' IS NULL"
+    "         OR EXISTS (SELECT 1 FROM md))"
     "    AND (COALESCE((b.j->>'private')::boolean, false)"
     "         OR cv.connection_id IS NOT NULL)"
     "), ins AS ("
     "  INSERT INTO messages (tenant_id, conversation_id, direction, type,"
     "    content, status, private, sender_id, reply_to_id, statuses)"
-    "  SELECT $1::uuid, ok.id, 'outbound', b.j->>'type', b.j->'content',"
+    "  SELECT $1::uuid, ok.id, 'outbound', b.j->>'type',"
+    "    COALESCE((SELECT jsonb_set(b.j->'content', '{media}',"
+    "       (b.j #> '{content,media}') || jsonb_strip_nulls("
+    "         jsonb_build_object('url', '/api/v1/media/' || md.id,"
+    "           'mimeType', md.mime_type, 'size', md.size,"
+    "           'filename', COALESCE(b.j #>> '{content,media,filename}',"
+    "                                md.filename))))"
+    "      FROM md), b.j->'content'),"
     "    CASE WHEN ok.note THEN 'sent' ELSE 'queued' END, ok.note,"
     "    $2::uuid, (SELECT id FROM rep),"
     "    CASE WHEN ok.note"
@@ -97,6 +110,10 @@ const char  orbit_send_sql[] =
     "   'replyToId is not a message of this conversation', NULL, NULL"
     " FROM cv WHERE $6::uuid IS NOT NULL"
     "   AND NOT EXISTS (SELECT 1 FROM rep)"
+    " UNION ALL SELECT 400, NULL,"
+    "   'content.media.mediaId is not a media of this tenant', NULL, NULL"
+    " FROM cv, b WHERE b.j #> '{content,media,mediaId}' IS NOT NULL"
+    "   AND NOT EXISTS (SELECT 1 FROM md)"
     " UNION ALL SELECT 409, NULL, 'This conversation''s channel is not "
     "connected any more: nothing can be sent on it', NULL, NULL"
     " FROM cv WHERE cv.connection_id IS NULL"
@@ -239,13 +256,13 @@ static const char *
 orbit_send_content(const char *type, json_t *content, ngx_uint_t note,
     char *err, size_t size)
 {
-    json_t      *media, *tpl, *lang, *url;
+    json_t      *media, *tpl, *lang, *url, *id;
     const char  *s, *why;
 
     static const char *const  text_keys[] = { "text", "previewUrl", NULL };
     static const char *const  media_keys[] = { "media", "caption", NULL };
     static const char *const  media_obj_keys[] = {
-        "url", "mimeType", "filename", NULL
+        "url", "mediaId", "mimeType", "filename", NULL
     };
     static const char *const  tpl_keys[] = { "template", NULL };
     static const char *const  tpl_obj_keys[] = {
@@ -326,11 +343,28 @@ orbit_send_content(const char *type, json_t *content, ngx_uint_t note,
         return why;
     }
 
-    if (s == NULL || json_string_length(url) > 2048
-        || (ngx_strncmp(s, "https://", 8) != 0
-            && ngx_strncmp(s, "http://", 7) != 0))
+    id = json_object_get(media, "mediaId");
+
+    if (id) {
+        /* an upload (POST /api/v1/media): the statement finds it */
+
+        if (url) {
+            return "content.media takes a url or a mediaId, not both";
+        }
+
+        if (!json_is_string(id)
+            || !orbit_valid_uuid(json_string_value(id),
+                                json_string_length(id)))
+        {
+            return "content.media.mediaId must be a UUID";
+        }
+
+    } else if (s == NULL || json_string_length(url) > 2048
+               || (ngx_strncmp(s, "https://", 8) != 0
+                   && ngx_strncmp(s, "http://", 7) != 0))
     {
-        return "content.media.url must be an http(s) URL";
+        return "content.media.url must be an http(s) URL, or "
+               "content.media.mediaId an upload's id";
     }
 
     if (json_object_get(media, "mimeType")) {

@@ -56,6 +56,10 @@ static ngx_int_t orbit_wa_mark_read(orbit_channel_out_t *out,
     const char *provider_id);
 static json_t *orbit_wa_outbound(orbit_channel_out_t *out);
 static ngx_int_t orbit_wa_request(orbit_channel_out_t *out, json_t *body);
+static ngx_int_t orbit_wa_media_locate(orbit_channel_out_t *out,
+    json_t *media);
+static ngx_int_t orbit_wa_media_located(orbit_channel_out_t *out);
+static ngx_int_t orbit_wa_bearer(orbit_channel_out_t *out);
 
 
 const orbit_channel_t  orbit_channel_whatsapp = {
@@ -69,8 +73,8 @@ const orbit_channel_t  orbit_channel_whatsapp = {
     orbit_wa_mark_read,
     NULL,
     NULL,
-    NULL,
-    NULL,
+    orbit_wa_media_locate,
+    orbit_wa_media_located,
     0,
 };
 
@@ -954,14 +958,7 @@ orbit_wa_request(orbit_channel_out_t *out, json_t *body)
 
     ngx_str_set(&out->req->method, "POST");
 
-    p = ngx_pnalloc(out->pool, sizeof("Bearer ") + ngx_strlen(token));
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(p, "Bearer %s%Z", token);
-
-    if (orbit_channel_header(out, "Authorization", (char *) p) != NGX_OK
+    if (orbit_wa_bearer(out) != NGX_OK
         || orbit_channel_header(out, "Content-Type", "application/json")
            != NGX_OK)
     {
@@ -1075,4 +1072,114 @@ orbit_wa_sent(orbit_channel_out_t *out)
     }
 
     return ORBIT_SEND_FAIL;
+}
+
+
+/* an inbound media: GET {api}/{media-id} with the connection's token */
+
+static ngx_int_t
+orbit_wa_media_locate(orbit_channel_out_t *out, json_t *media)
+{
+    ngx_str_t   *api;
+    const char  *id, *p;
+
+    static ngx_str_t  graph = ngx_string(ORBIT_WA_API);
+
+    id = json_string_value(json_object_get(media, "id"));
+
+    for (p = id; p && *p; p++) {
+        if (*p < '0' || *p > '9') {
+            break;
+        }
+    }
+
+    if (id == NULL || id[0] == '\0' || *p != '\0' || ngx_strlen(id) > 64) {
+        orbit_channel_error(out, 400, "The media id is not WhatsApp's");
+        return NGX_DECLINED;
+    }
+
+    api = ngx_http_orbit_channel_api_url("whatsapp", &graph);
+
+    out->req->url.data = ngx_pnalloc(out->pool, api->len + 1 + ngx_strlen(id));
+    if (out->req->url.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->req->url.len = ngx_sprintf(out->req->url.data, "%V/%s", api, id)
+                        - out->req->url.data;
+
+    return orbit_wa_bearer(out);
+}
+
+
+/* {"url": short-lived, "mime_type", ...}: GET it with the same token */
+
+static ngx_int_t
+orbit_wa_media_located(orbit_channel_out_t *out)
+{
+    json_t      *res;
+    ngx_int_t    rc;
+    const char  *url;
+
+    res = json_loadb((char *) out->req->response.data,
+                     out->req->response.len, 0, NULL);
+    url = json_string_value(json_object_get(res, "url"));
+
+    if (url == NULL || ngx_strlen(url) > 4096
+        || (ngx_strncmp(url, "https://", 8) != 0
+            && ngx_strncmp(url, "http://", 7) != 0))
+    {
+        json_decref(res);
+        orbit_channel_error(out, 502, "Graph's answer names no media URL");
+        return NGX_DECLINED;
+    }
+
+    out->req = orbit_http_req_create(out->pool);
+    if (out->req == NULL) {
+        json_decref(res);
+        return NGX_ERROR;
+    }
+
+    out->req->url.len = ngx_strlen(url);
+    out->req->url.data = ngx_pnalloc(out->pool, out->req->url.len);
+
+    if (out->req->url.data == NULL) {
+        json_decref(res);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->req->url.data, url, out->req->url.len);
+    json_decref(res);
+
+    rc = orbit_wa_bearer(out);
+
+    return rc;
+}
+
+
+/* Authorization: Bearer credentials.accessToken, on out->req */
+
+static ngx_int_t
+orbit_wa_bearer(orbit_channel_out_t *out)
+{
+    u_char      *p;
+    const char  *token;
+
+    token = json_string_value(json_object_get(out->credentials,
+                                              "accessToken"));
+
+    if (token == NULL || token[0] == '\0') {
+        orbit_channel_error(out, 401, "The WhatsApp connection has no "
+                                      "credentials.accessToken");
+        return NGX_DECLINED;
+    }
+
+    p = ngx_pnalloc(out->pool, sizeof("Bearer ") + ngx_strlen(token));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(p, "Bearer %s%Z", token);
+
+    return orbit_channel_header(out, "Authorization", (char *) p);
 }
