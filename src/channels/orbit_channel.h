@@ -16,6 +16,12 @@
  *    "content":{...}, "replyTo"?, "timestamp"?}
  *   {"kind":"status", "channel", "account", "providerMessageId",
  *    "status":"sent|delivered|read|failed", "timestamp"?, "error"?}
+ *   {"kind":"status", "channel", "account", "contact":{"externalId"},
+ *    "watermark":<epoch ms>, "status":"delivered|read", "timestamp"?}
+ *    a watermark (Messenger's, Instagram's): every outbound message of
+ *    the contact's conversation on that account that the provider took
+ *    (sent, or delivered for read) and that was created at or before the
+ *    watermark moves to the status (010_meta.sql)
  *
  * Adding a channel: one file with its orbit_channel_t, one line in the
  * table of orbit_channels.c.  Its webhook is then served at
@@ -140,6 +146,8 @@ struct orbit_channel_s {
 extern const orbit_channel_t  orbit_channel_whatsapp;
 extern const orbit_channel_t  orbit_channel_livechat;
 extern const orbit_channel_t  orbit_channel_api;
+extern const orbit_channel_t  orbit_channel_messenger;
+extern const orbit_channel_t  orbit_channel_instagram;
 
 
 /* the adapter served at /api/v1/channels/{name}/webhook, or NULL */
@@ -165,6 +173,20 @@ ngx_str_t *ngx_http_orbit_channel_api_url(const char *name,
  */
 ngx_int_t orbit_channel_hub_signature(orbit_channel_in_t *in,
     const char *secret);
+
+/* the Meta app's secret (META_APP_SECRET) or verify token
+ * (META_VERIFY_TOKEN); NULL, logged, with in->error when not set */
+const char *orbit_channel_meta_secret(orbit_channel_in_t *in,
+    ngx_uint_t verify_token);
+
+/* Meta's verification GET under META_VERIFY_TOKEN: a challenge hook */
+ngx_int_t orbit_channel_hub_challenge(orbit_channel_in_t *in,
+    ngx_str_t *reply);
+
+/* a Graph API answer that is not a success, read for a sent hook: the
+ * reason in out->error; RETRY when throttled, 5xx or unanswered */
+orbit_send_rc_e orbit_channel_graph_error(orbit_channel_out_t *out,
+    json_t *res, const char *provider);
 
 /* the same signature of body, for a request we send: "sha256=..." */
 ngx_int_t orbit_channel_sign(orbit_channel_out_t *out, const char *secret,

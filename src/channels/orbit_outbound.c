@@ -126,10 +126,16 @@ orbit_outbound_start(orbit_job_t *job, ngx_uint_t read)
         " WHERE m.id = $1::uuid AND m.created_at = $2::timestamptz"
         "   AND m.tenant_id = $3::uuid";
 
+    /* a receipt goes to the contact (Messenger's mark_seen) */
     static const char  connection_sql[] =
         "SELECT 'queued', NULL, cn.channel, cn.account_id, cn.config,"
-        "  cn.credentials, cn.status, cn.tenant_id, cn.id, NULL, NULL, NULL,"
-        "  $2::uuid, 'staff'"
+        "  cn.credentials, cn.status, cn.tenant_id, cn.id,"
+        "  (SELECT ci.external_id FROM conversations c"
+        "   JOIN contact_identities ci ON ci.contact_id = c.contact_id"
+        "    AND ci.tenant_id = c.tenant_id AND ci.channel = cn.channel"
+        "   WHERE c.id = $2::uuid AND c.tenant_id = cn.tenant_id"
+        "   ORDER BY ci.created_at LIMIT 1),"
+        "  NULL, NULL, $2::uuid, 'staff'"
         " FROM channel_connections cn"
         " WHERE cn.id = $1::uuid AND cn.tenant_id = $3::uuid";
 
