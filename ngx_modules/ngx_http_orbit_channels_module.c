@@ -11,7 +11,8 @@
  * adapter's default.
  *
  * Outbound messages and read receipts are jobs of the queue (src/jobs):
- * message.send and message.read, handled here by every worker.
+ * message.send, message.read and message.typing, handled here by every
+ * worker.
  */
 
 #include <ngx_config.h>
@@ -176,6 +177,9 @@ ngx_http_orbit_channels_postconfiguration(ngx_conf_t *cf)
         != NGX_OK
         || ngx_http_orbit_jobs_register(cf, "message.read",
                                         orbit_outbound_read_job, NULL)
+           != NGX_OK
+        || ngx_http_orbit_jobs_register(cf, "message.typing",
+                                        orbit_outbound_typing_job, NULL)
            != NGX_OK)
     {
         return NGX_ERROR;

@@ -383,6 +383,40 @@ is_deeply((sends(outcome => 'action'))[0]{json},
           { recipient => { id => $psid }, sender_action => 'mark_seen' },
           '... mark_seen to the customer');
 
+# --- typing: the agent's, on the inbox socket, as sender actions
+sub emit_ack {
+    my ($name, @args) = @_;
+    $sock->write_json({ emit => $name, args => \@args,
+                        ack => JSON::PP::true });
+    my $ack = $sock->wait_for(sub { $_[0]{event} eq 'ack'
+                                    && $_[0]{of} eq $name }, $W);
+    return $ack ? $ack->{args}[0] : undef;
+}
+is(emit_ack(join_conversation => $conv)->{ok}, JSON::PP::true,
+   'the agent joins the conversation');
+for my $on (1, 0) {
+    my $want = $on ? 'typing_on' : 'typing_off';
+    is(emit_ack(typing => { conversationId => $conv,
+                            isTyping => $on ? JSON::PP::true
+                                            : JSON::PP::false })->{ok},
+       JSON::PP::true, "typing $on: acknowledged");
+    ok(wait_until($W, sub { grep { ($_->{action} // '') eq $want }
+                            sends(outcome => 'action') }),
+       "... the fake receives $want");
+}
+is_deeply((grep { ($_->{action} // '') eq 'typing_on' }
+           sends(outcome => 'action'))[0]{json},
+          { recipient => { id => $psid }, sender_action => 'typing_on' },
+          '... to the customer');
+my $wa_conv = make_conversation($ta);
+emit_ack(join_conversation => $wa_conv);
+emit_ack(typing => { conversationId => $wa_conv, isTyping => JSON::PP::true });
+is(count("SELECT count(*) FROM jobs WHERE kind = 'message.typing'"
+         . " AND payload->>'conversationId' = '$wa_conv'"), 0,
+   'a conversation whose channel shows no typing: no job');
+is(count("SELECT count(*) FROM jobs WHERE kind = 'message.typing'"
+         . " AND tenant_id = '$ta'"), 2, '... one job per indicator');
+
 $sock->stop;
 $t->stop;
 $fb->stop;

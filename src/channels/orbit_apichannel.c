@@ -41,6 +41,7 @@ const orbit_channel_t  orbit_channel_api = {
     orbit_apich_sent,
     NULL,
     ORBIT_CHANNEL_KEYED,
+    NULL,
 };
 
 

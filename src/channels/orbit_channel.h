@@ -140,6 +140,15 @@ struct orbit_channel_s {
                                             const char *provider_id);
 
     ngx_uint_t                   flags;        /* ORBIT_CHANNEL_* */
+
+    /*
+     * An agent types (on) or stopped (off) in a conversation: the
+     * provider's request for the indicator to out->to, or NULL when the
+     * channel shows none.  Sent by a message.typing job, once, never
+     * retried.
+     */
+    ngx_int_t                  (*typing)(orbit_channel_out_t *out,
+                                         ngx_uint_t on);
 };
 
 
@@ -216,9 +225,19 @@ ngx_int_t orbit_livechat_session(orbit_api_req_t *ar);
 ngx_int_t orbit_livechat_message(orbit_api_req_t *ar);
 ngx_int_t orbit_livechat_messages(orbit_api_req_t *ar);
 
-/* the delivery jobs (src/jobs): message.send and message.read */
+/* the delivery jobs (src/jobs): message.send, message.read and
+ * message.typing */
 ngx_int_t orbit_outbound_send_job(orbit_job_t *job);
 ngx_int_t orbit_outbound_read_job(orbit_job_t *job);
+ngx_int_t orbit_outbound_typing_job(orbit_job_t *job);
+
+/* an agent's typing in a conversation of the tenant: a message.typing job
+ * when its channel has the typing hook (one statement, not waited for) */
+void orbit_outbound_typing(ngx_str_t *tenant, const char *conversation,
+    ngx_uint_t on);
+
+/* "{messenger,instagram}": the channels with a typing hook */
+const char *orbit_channel_typing_channels(void);
 
 /* the pipeline's way in, for an adapter's own route */
 ngx_int_t orbit_pipeline_start(orbit_api_req_t *ar,

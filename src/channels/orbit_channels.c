@@ -48,6 +48,40 @@ orbit_channel_for(const char *channel)
 }
 
 
+const char *
+orbit_channel_typing_channels(void)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+
+    static u_char  list[256];
+
+    if (list[0]) {
+        return (char *) list;
+    }
+
+    p = list;
+    *p++ = '{';
+
+    for (i = 0; i < sizeof(orbit_channels) / sizeof(orbit_channels[0]); i++) {
+        if (orbit_channels[i]->typing == NULL
+            || (size_t) (p - list) + ngx_strlen(orbit_channels[i]->channel)
+               + 3 > sizeof(list))
+        {
+            continue;
+        }
+
+        p = ngx_sprintf(p, "%s%s", p - list > 1 ? "," : "",
+                        orbit_channels[i]->channel);
+    }
+
+    *p++ = '}';
+    *p = '\0';
+
+    return (char *) list;
+}
+
+
 json_t *
 orbit_channel_item(orbit_channel_in_t *in, const char *kind,
     const char *channel, const char *account)

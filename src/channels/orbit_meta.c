@@ -87,10 +87,14 @@ static ngx_int_t orbit_messenger_send(orbit_channel_out_t *out);
 static orbit_send_rc_e orbit_messenger_sent(orbit_channel_out_t *out);
 static ngx_int_t orbit_messenger_mark_read(orbit_channel_out_t *out,
     const char *provider_id);
+static ngx_int_t orbit_messenger_typing(orbit_channel_out_t *out,
+    ngx_uint_t on);
 static ngx_int_t orbit_instagram_send(orbit_channel_out_t *out);
 static orbit_send_rc_e orbit_instagram_sent(orbit_channel_out_t *out);
 static ngx_int_t orbit_instagram_mark_read(orbit_channel_out_t *out,
     const char *provider_id);
+static ngx_int_t orbit_instagram_typing(orbit_channel_out_t *out,
+    ngx_uint_t on);
 
 
 static const orbit_meta_kind_t  orbit_meta_messenger = {
@@ -112,6 +116,7 @@ const orbit_channel_t  orbit_channel_messenger = {
     orbit_messenger_sent,
     orbit_messenger_mark_read,
     0,
+    orbit_messenger_typing,
 };
 
 
@@ -125,6 +130,7 @@ const orbit_channel_t  orbit_channel_instagram = {
     orbit_instagram_sent,
     orbit_instagram_mark_read,
     0,
+    orbit_instagram_typing,
 };
 
 
@@ -886,6 +892,14 @@ orbit_messenger_mark_read(orbit_channel_out_t *out, const char *provider_id)
 
 
 static ngx_int_t
+orbit_messenger_typing(orbit_channel_out_t *out, ngx_uint_t on)
+{
+    return orbit_meta_action(out, &orbit_meta_messenger,
+                             on ? "typing_on" : "typing_off");
+}
+
+
+static ngx_int_t
 orbit_instagram_send(orbit_channel_out_t *out)
 {
     return orbit_meta_send(out, &orbit_meta_instagram);
@@ -903,6 +917,14 @@ static ngx_int_t
 orbit_instagram_mark_read(orbit_channel_out_t *out, const char *provider_id)
 {
     return orbit_meta_action(out, &orbit_meta_instagram, "mark_seen");
+}
+
+
+static ngx_int_t
+orbit_instagram_typing(orbit_channel_out_t *out, ngx_uint_t on)
+{
+    return orbit_meta_action(out, &orbit_meta_instagram,
+                             on ? "typing_on" : "typing_off");
 }
 
 

@@ -5,6 +5,9 @@
  *                  connectionId, channel}    enqueued with the message
  *   message.read  {conversationId, connectionId, messageId,
  *                  providerMessageId}        enqueued by "mark read"
+ *   message.typing {conversationId, connectionId, on}
+ *                  an agent types (the inbox socket), on channels with
+ *                  the typing hook; once, never retried
  *
  * A run: load the message and its connection (one statement) -> open the
  * connection's credentials -> the channel's adapter builds the provider's
@@ -39,10 +42,21 @@ typedef struct {
     const char                  *message_id;
     const char                  *created_at;
     const char                  *receipt_of;   /* message.read's */
+    unsigned                     notice:1;     /* no message: read, typing */
+    unsigned                     typing:1;
+    unsigned                     on:1;
     const char                  *connection;
     ngx_str_t                    conversation;
     ngx_str_t                    audience;     /* staff and the assignee */
 } orbit_outbound_t;
+
+
+/* the jobs */
+enum {
+    ORBIT_OUT_SEND = 0,
+    ORBIT_OUT_READ,
+    ORBIT_OUT_TYPING
+};
 
 
 /* the load's columns */
@@ -64,7 +78,9 @@ enum {
 };
 
 
-static ngx_int_t orbit_outbound_start(orbit_job_t *job, ngx_uint_t read);
+static ngx_int_t orbit_outbound_start(orbit_job_t *job, ngx_uint_t kind);
+static void orbit_outbound_typing_queued(orbit_pg_query_t *q,
+    PGresult *res);
 static void orbit_outbound_loaded(orbit_pg_query_t *q, PGresult *res);
 static ngx_int_t orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res);
 static void orbit_outbound_answered(orbit_http_req_t *req);
@@ -88,19 +104,103 @@ static const char  orbit_outbound_failed_sql[] =
 ngx_int_t
 orbit_outbound_send_job(orbit_job_t *job)
 {
-    return orbit_outbound_start(job, 0);
+    return orbit_outbound_start(job, ORBIT_OUT_SEND);
 }
 
 
 ngx_int_t
 orbit_outbound_read_job(orbit_job_t *job)
 {
-    return orbit_outbound_start(job, 1);
+    return orbit_outbound_start(job, ORBIT_OUT_READ);
+}
+
+
+ngx_int_t
+orbit_outbound_typing_job(orbit_job_t *job)
+{
+    return orbit_outbound_start(job, ORBIT_OUT_TYPING);
+}
+
+
+/*
+ * One statement, not waited for: the job only when the conversation's
+ * channel shows typing.  Best effort: an indicator lost is no harm.
+ */
+
+void
+orbit_outbound_typing(ngx_str_t *tenant, const char *conversation,
+    ngx_uint_t on)
+{
+    const char        **v, *channels;
+    ngx_pool_t         *pool;
+    orbit_pg_pool_t    *pg;
+    orbit_pg_query_t   *q;
+
+    static const char  sql[] =
+        "INSERT INTO jobs (tenant_id, kind, payload, max_attempts)"
+        " SELECT c.tenant_id, 'message.typing', jsonb_build_object("
+        "   'conversationId', c.id, 'connectionId', c.connection_id,"
+        "   'on', $3::boolean), 1"
+        " FROM conversations c"
+        " WHERE c.id = $2::uuid AND c.tenant_id = $1::uuid"
+        "   AND c.connection_id IS NOT NULL"
+        "   AND c.channel = ANY ($4::text[])";
+
+    channels = orbit_channel_typing_channels();
+    pg = ngx_http_orbit_pg();
+
+    if (ngx_strcmp(channels, "{}") == 0 || pg == NULL) {
+        return;
+    }
+
+    /* the socket may go before the answer: the cycle's log */
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    v = ngx_palloc(pool, 4 * sizeof(char *));
+    q = orbit_pg_query_create(pool);
+
+    if (v == NULL || q == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    v[0] = orbit_api_strdup_n(pool, tenant->data, tenant->len);
+    v[1] = orbit_api_strdup(pool, conversation);
+    v[2] = on ? "true" : "false";
+    v[3] = channels;
+
+    q->sql = sql;
+    q->nparams = 4;
+    q->values = v;
+    q->prepare = 1;
+    q->handler = orbit_outbound_typing_queued;
+    q->data = pool;
+
+    if (v[0] == NULL || v[1] == NULL
+        || orbit_pg_query_send(pg, q) != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+    }
+}
+
+
+static void
+orbit_outbound_typing_queued(orbit_pg_query_t *q, PGresult *res)
+{
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "typing: the indicator could not be queued");
+    }
+
+    ngx_destroy_pool(q->data);
 }
 
 
 static ngx_int_t
-orbit_outbound_start(orbit_job_t *job, ngx_uint_t read)
+orbit_outbound_start(orbit_job_t *job, ngx_uint_t kind)
 {
     const char        **v;
     orbit_pg_pool_t    *pg;
@@ -149,7 +249,16 @@ orbit_outbound_start(orbit_job_t *job, ngx_uint_t read)
     ob->out.pool = job->pool;
     ob->out.log = job->log;
 
-    if (read) {
+    if (kind == ORBIT_OUT_TYPING) {
+        ob->notice = 1;
+        ob->typing = 1;
+        ob->on = json_is_true(json_object_get(job->json, "on"));
+        v[0] = json_string_value(json_object_get(job->json, "connectionId"));
+        v[1] = json_string_value(json_object_get(job->json,
+                                                 "conversationId"));
+
+    } else if (kind == ORBIT_OUT_READ) {
+        ob->notice = 1;
         v[0] = json_string_value(json_object_get(job->json, "connectionId"));
         v[1] = json_string_value(json_object_get(job->json,
                                                  "conversationId"));
@@ -167,7 +276,7 @@ orbit_outbound_start(orbit_job_t *job, ngx_uint_t read)
            : NULL;
 
     if (v[0] == NULL || v[1] == NULL || v[2] == NULL
-        || (read && ob->receipt_of == NULL))
+        || (kind == ORBIT_OUT_READ && ob->receipt_of == NULL))
     {
         orbit_outbound_fail(job, "the job's payload is incomplete");
         return NGX_OK;
@@ -183,7 +292,7 @@ orbit_outbound_start(orbit_job_t *job, ngx_uint_t read)
         return NGX_ERROR;
     }
 
-    q->sql = read ? connection_sql : message_sql;
+    q->sql = ob->notice ? connection_sql : message_sql;
     q->nparams = 3;
     q->values = v;
     q->prepare = 1;
@@ -215,7 +324,7 @@ orbit_outbound_loaded(orbit_pg_query_t *q, PGresult *res)
     }
 
     if (PQntuples(res) != 1) {
-        orbit_outbound_fail(ob->job, ob->receipt_of
+        orbit_outbound_fail(ob->job, ob->notice
                                      ? "the connection is gone"
                                      : "the message is gone");
         return;
@@ -335,6 +444,14 @@ orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res)
     out->req->handler = orbit_outbound_answered;
     out->req->data = ob;
 
+    if (ob->typing) {
+        if (ob->ch->typing == NULL) {
+            return NGX_DONE;    /* the channel shows no typing */
+        }
+
+        return ob->ch->typing(out, ob->on);
+    }
+
     if (ob->receipt_of) {
         if (ob->ch->mark_read == NULL) {
             return NGX_DONE;    /* the channel has no read receipts */
@@ -397,7 +514,7 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
     if (rc == ORBIT_SEND_DONE) {
         done.status = ORBIT_JOB_DONE;
 
-        if (ob->receipt_of == NULL) {
+        if (!ob->notice) {
             v[0] = ob->message_id;
             v[1] = ob->created_at;
             v[2] = out->provider_id.len
@@ -418,7 +535,7 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
                                                : ORBIT_JOB_RETRY;
         done.delay = out->retry_after;
 
-        if (ob->receipt_of == NULL) {
+        if (!ob->notice) {
             v[0] = ob->message_id;
             v[1] = ob->created_at;
             v[2] = orbit_api_strdup_n(ob->job->pool, out->error.data,
@@ -432,7 +549,7 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
 
     /* the last use of the run's pool: finishing may destroy it */
 
-    if (ob->receipt_of == NULL) {
+    if (!ob->notice) {
         if (rc == ORBIT_SEND_DONE) {
             orbit_outbound_publish(ob, "sent");
 

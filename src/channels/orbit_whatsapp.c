@@ -64,6 +64,7 @@ const orbit_channel_t  orbit_channel_whatsapp = {
     orbit_wa_sent,
     orbit_wa_mark_read,
     0,
+    NULL,
 };
 
 
