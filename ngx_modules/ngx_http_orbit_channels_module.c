@@ -17,8 +17,8 @@
  * some providers sign (Twilio) are built on it.
  *
  * Outbound messages and read receipts are jobs of the queue (src/jobs):
- * message.send, message.read and channel.setup, handled here by every
- * worker; media.fetch too where orbit_media names a storage.
+ * message.send, message.read, message.typing and channel.setup, handled
+ * here by every worker; media.fetch too where orbit_media names a storage.
  */
 
 #include <ngx_config.h>
@@ -249,6 +249,9 @@ ngx_http_orbit_channels_postconfiguration(ngx_conf_t *cf)
         != NGX_OK
         || ngx_http_orbit_jobs_register(cf, "message.read",
                                         orbit_outbound_read_job, NULL)
+           != NGX_OK
+        || ngx_http_orbit_jobs_register(cf, "message.typing",
+                                        orbit_outbound_typing_job, NULL)
            != NGX_OK
         || ngx_http_orbit_jobs_register(cf, "channel.setup",
                                         orbit_outbound_setup_job, NULL)

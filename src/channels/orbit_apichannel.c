@@ -45,6 +45,7 @@ const orbit_channel_t  orbit_channel_api = {
     NULL,
     NULL,
     ORBIT_CHANNEL_KEYED,
+    NULL,
 };
 
 

@@ -16,6 +16,12 @@
  *    "content":{...}, "replyTo"?, "timestamp"?}
  *   {"kind":"status", "channel", "account", "providerMessageId",
  *    "status":"sent|delivered|read|failed", "timestamp"?, "error"?}
+ *   {"kind":"status", "channel", "account", "contact":{"externalId"},
+ *    "watermark":<epoch ms>, "status":"delivered|read", "timestamp"?}
+ *    a watermark (Messenger's, Instagram's): every outbound message of
+ *    the contact's conversation on that account that the provider took
+ *    (sent, or delivered for read) and that was created at or before the
+ *    watermark moves to the status (010_meta.sql)
  *
  * Adding a channel: one file with its orbit_channel_t, one line in the
  * table of orbit_channels.c.  Its webhook is then served at
@@ -170,12 +176,23 @@ struct orbit_channel_s {
     ngx_int_t                  (*media_located)(orbit_channel_out_t *out);
 
     ngx_uint_t                   flags;        /* ORBIT_CHANNEL_* */
+
+    /*
+     * An agent types (on) or stopped (off) in a conversation: the
+     * provider's request for the indicator to out->to, or NULL when the
+     * channel shows none.  Sent by a message.typing job, once, never
+     * retried.
+     */
+    ngx_int_t                  (*typing)(orbit_channel_out_t *out,
+                                         ngx_uint_t on);
 };
 
 
 extern const orbit_channel_t  orbit_channel_whatsapp;
 extern const orbit_channel_t  orbit_channel_livechat;
 extern const orbit_channel_t  orbit_channel_api;
+extern const orbit_channel_t  orbit_channel_messenger;
+extern const orbit_channel_t  orbit_channel_instagram;
 
 
 /* the adapter served at /api/v1/channels/{name}/webhook, or NULL */
@@ -205,6 +222,20 @@ ngx_str_t *ngx_http_orbit_public_url(void);
 ngx_int_t orbit_channel_hub_signature(orbit_channel_in_t *in,
     const char *secret);
 
+/* the Meta app's secret (META_APP_SECRET) or verify token
+ * (META_VERIFY_TOKEN); NULL, logged, with in->error when not set */
+const char *orbit_channel_meta_secret(orbit_channel_in_t *in,
+    ngx_uint_t verify_token);
+
+/* Meta's verification GET under META_VERIFY_TOKEN: a challenge hook */
+ngx_int_t orbit_channel_hub_challenge(orbit_channel_in_t *in,
+    ngx_str_t *reply);
+
+/* a Graph API answer that is not a success, read for a sent hook: the
+ * reason in out->error; RETRY when throttled, 5xx or unanswered */
+orbit_send_rc_e orbit_channel_graph_error(orbit_channel_out_t *out,
+    json_t *res, const char *provider);
+
 /* the same signature of body, for a request we send: "sha256=..." */
 ngx_int_t orbit_channel_sign(orbit_channel_out_t *out, const char *secret,
     ngx_str_t *body, char **header);
@@ -233,14 +264,23 @@ ngx_int_t orbit_livechat_session(orbit_api_req_t *ar);
 ngx_int_t orbit_livechat_message(orbit_api_req_t *ar);
 ngx_int_t orbit_livechat_messages(orbit_api_req_t *ar);
 
-/* the delivery jobs (src/jobs): message.send, message.read and
- * channel.setup */
+/* the delivery jobs (src/jobs): message.send, message.read,
+ * message.typing and channel.setup */
 ngx_int_t orbit_outbound_send_job(orbit_job_t *job);
 ngx_int_t orbit_outbound_read_job(orbit_job_t *job);
+ngx_int_t orbit_outbound_typing_job(orbit_job_t *job);
 ngx_int_t orbit_outbound_setup_job(orbit_job_t *job);
 
 /* media.fetch: an inbound message's media, stored (009_media.sql) */
 ngx_int_t orbit_media_fetch_job(orbit_job_t *job);
+
+/* an agent's typing in a conversation of the tenant: a message.typing job
+ * when its channel has the typing hook (one statement, not waited for) */
+void orbit_outbound_typing(ngx_str_t *tenant, const char *conversation,
+    ngx_uint_t on);
+
+/* "{messenger,instagram}": the channels with a typing hook */
+const char *orbit_channel_typing_channels(void);
 
 /* the pipeline's way in, for an adapter's own route */
 ngx_int_t orbit_pipeline_start(orbit_api_req_t *ar,

@@ -11,6 +11,8 @@ static const orbit_channel_t  *orbit_channels[] = {
     &orbit_channel_whatsapp,
     &orbit_channel_livechat,
     &orbit_channel_api,
+    &orbit_channel_messenger,
+    &orbit_channel_instagram,
 };
 
 
@@ -43,6 +45,40 @@ orbit_channel_for(const char *channel)
     }
 
     return NULL;
+}
+
+
+const char *
+orbit_channel_typing_channels(void)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+
+    static u_char  list[256];
+
+    if (list[0]) {
+        return (char *) list;
+    }
+
+    p = list;
+    *p++ = '{';
+
+    for (i = 0; i < sizeof(orbit_channels) / sizeof(orbit_channels[0]); i++) {
+        if (orbit_channels[i]->typing == NULL
+            || (size_t) (p - list) + ngx_strlen(orbit_channels[i]->channel)
+               + 3 > sizeof(list))
+        {
+            continue;
+        }
+
+        p = ngx_sprintf(p, "%s%s", p - list > 1 ? "," : "",
+                        orbit_channels[i]->channel);
+    }
+
+    *p++ = '}';
+    *p = '\0';
+
+    return (char *) list;
 }
 
 
@@ -222,4 +258,167 @@ orbit_channel_provider_id(orbit_channel_out_t *out, const char *id)
     ngx_memcpy(out->provider_id.data, id, out->provider_id.len + 1);
 
     return NGX_OK;
+}
+
+
+/* the Meta app's secret or verify token; NULL (logged) when not set */
+
+const char *
+orbit_channel_meta_secret(orbit_channel_in_t *in, ngx_uint_t verify_token)
+{
+    const char       *value;
+    orbit_secrets_t  *secrets;
+
+    secrets = ngx_http_orbit_secrets();
+
+    value = secrets == NULL ? ""
+            : verify_token ? secrets->meta_verify_token
+            : secrets->meta_app_secret;
+
+    if (value[0] != '\0') {
+        return value;
+    }
+
+    in->error = "Meta webhooks are not configured here";
+
+    ngx_log_error(NGX_LOG_ERR, in->ar->r->connection->log, 0,
+                  "%s webhook: %s is not set in the secrets file",
+                  in->channel->name,
+                  verify_token ? "META_VERIFY_TOKEN" : "META_APP_SECRET");
+
+    return NULL;
+}
+
+
+/* GET ?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C -> C */
+
+ngx_int_t
+orbit_channel_hub_challenge(orbit_channel_in_t *in, ngx_str_t *reply)
+{
+    char        *mode, *token, *challenge;
+    const char  *secret;
+
+    secret = orbit_channel_meta_secret(in, 1);
+    if (secret == NULL) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    mode = orbit_api_arg(in->ar, "hub.mode");
+    token = orbit_api_arg(in->ar, "hub.verify_token");
+    challenge = orbit_api_arg(in->ar, "hub.challenge");
+
+    if (mode == NULL || ngx_strcmp(mode, "subscribe") != 0) {
+        in->error = "hub.mode must be subscribe";
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    if (token == NULL
+        || !orbit_equal(token, ngx_strlen(token), secret,
+                        ngx_strlen(secret)))
+    {
+        in->error = "hub.verify_token does not match";
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    if (challenge == NULL || challenge[0] == '\0'
+        || ngx_strlen(challenge) > 1024)
+    {
+        in->error = "hub.challenge is missing";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    reply->data = (u_char *) challenge;
+    reply->len = ngx_strlen(challenge);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A Graph API answer that is not a success: Graph's {"error":{"message",
+ * "code","error_data":{"details"}}} as out->error.  No answer, 5xx, 429
+ * and Graph's throttling codes: later.  Any other: never.
+ */
+
+orbit_send_rc_e
+orbit_channel_graph_error(orbit_channel_out_t *out, json_t *res,
+    const char *provider)
+{
+    json_t           *e;
+    size_t            i;
+    u_char           *p;
+    ngx_int_t         code;
+    ngx_uint_t        status;
+    const char       *msg, *details;
+    ngx_table_elt_t  *h;
+    u_char            title[64];
+
+    status = out->req->status;
+
+    e = json_object_get(res, "error");
+    code = json_is_integer(json_object_get(e, "code"))
+           ? (ngx_int_t) json_integer_value(json_object_get(e, "code"))
+           : (ngx_int_t) status;
+    msg = json_string_value(json_object_get(e, "message"));
+    details = json_string_value(json_object_get(
+                  json_object_get(e, "error_data"), "details"));
+
+    if (msg == NULL) {
+        p = ngx_snprintf(title, sizeof(title) - 1, "%s %s", provider,
+                         status ? "refused it" : "did not answer");
+        *p = '\0';
+        msg = (char *) title;
+    }
+
+    orbit_channel_error(out, code, msg);
+
+    if (details && out->error.len) {
+        /* {"code":..,"title":..} + "details" */
+        e = json_loadb((char *) out->error.data, out->error.len, 0, NULL);
+        json_object_set_new(e, "details", json_string(details));
+        msg = json_dumps(e, JSON_COMPACT);
+        json_decref(e);
+
+        if (msg) {
+            out->error.len = ngx_strlen(msg);
+            out->error.data = ngx_pnalloc(out->pool, out->error.len);
+            if (out->error.data) {
+                ngx_memcpy(out->error.data, msg, out->error.len);
+            } else {
+                out->error.len = 0;
+            }
+            free((char *) msg);
+        }
+    }
+
+    /* throttled: 4 (app), 17 (user), 32 (page), 613 (calls), 80006
+     * (Messenger), 80007 (WhatsApp account), 130429 (throughput), 131056
+     * (pair rate) */
+
+    if (status == 0 || status == 429 || status >= 500
+        || code == 4 || code == 17 || code == 32 || code == 613
+        || code == 80006 || code == 80007 || code == 130429
+        || code == 131056)
+    {
+        for (i = 0; out->req->response_headers
+                    && i < out->req->response_headers->nelts; i++)
+        {
+            h = (ngx_table_elt_t *) out->req->response_headers->elts + i;
+
+            if (h->key.len == sizeof("Retry-After") - 1
+                && ngx_strncasecmp(h->key.data, (u_char *) "Retry-After",
+                                   h->key.len) == 0)
+            {
+                code = ngx_atoi(h->value.data, h->value.len);
+                if (code > 0 && code < 3600) {
+                    out->retry_after = (ngx_msec_t) code * 1000;
+                }
+                break;
+            }
+        }
+
+        return ORBIT_SEND_RETRY;
+    }
+
+    return ORBIT_SEND_FAIL;
 }

@@ -47,6 +47,7 @@ const orbit_channel_t  orbit_channel_livechat = {
     NULL,
     NULL,
     0,
+    NULL,
 };
 
 

@@ -5,6 +5,9 @@
  *                  connectionId, channel}    enqueued with the message
  *   message.read  {conversationId, connectionId, messageId,
  *                  providerMessageId}        enqueued by "mark read"
+ *   message.typing {conversationId, connectionId, on}
+ *                  an agent types (the inbox socket), on channels with
+ *                  the typing hook; once, never retried
  *   channel.setup {connectionId}             enqueued when a connection
  *                                            is created or changed (008)
  *
@@ -39,6 +42,7 @@
 typedef enum {
     ORBIT_OUT_SEND = 0,
     ORBIT_OUT_READ,
+    ORBIT_OUT_TYPING,
     ORBIT_OUT_SETUP
 } orbit_outbound_e;
 
@@ -48,6 +52,7 @@ typedef struct {
     const orbit_channel_t       *ch;
     orbit_channel_out_t          out;
     orbit_outbound_e             what;
+    unsigned                     on:1;         /* typing's */
     const char                  *message_id;
     const char                  *created_at;
     const char                  *receipt_of;   /* message.read's */
@@ -78,6 +83,8 @@ enum {
 
 static ngx_int_t orbit_outbound_start(orbit_job_t *job,
     orbit_outbound_e what);
+static void orbit_outbound_typing_queued(orbit_pg_query_t *q,
+    PGresult *res);
 static void orbit_outbound_loaded(orbit_pg_query_t *q, PGresult *res);
 static ngx_int_t orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res);
 static void orbit_outbound_answered(orbit_http_req_t *req);
@@ -119,9 +126,93 @@ orbit_outbound_read_job(orbit_job_t *job)
 
 
 ngx_int_t
+orbit_outbound_typing_job(orbit_job_t *job)
+{
+    return orbit_outbound_start(job, ORBIT_OUT_TYPING);
+}
+
+
+ngx_int_t
 orbit_outbound_setup_job(orbit_job_t *job)
 {
     return orbit_outbound_start(job, ORBIT_OUT_SETUP);
+}
+
+
+/*
+ * One statement, not waited for: the job only when the conversation's
+ * channel shows typing.  Best effort: an indicator lost is no harm.
+ */
+
+void
+orbit_outbound_typing(ngx_str_t *tenant, const char *conversation,
+    ngx_uint_t on)
+{
+    const char        **v, *channels;
+    ngx_pool_t         *pool;
+    orbit_pg_pool_t    *pg;
+    orbit_pg_query_t   *q;
+
+    static const char  sql[] =
+        "INSERT INTO jobs (tenant_id, kind, payload, max_attempts)"
+        " SELECT c.tenant_id, 'message.typing', jsonb_build_object("
+        "   'conversationId', c.id, 'connectionId', c.connection_id,"
+        "   'on', $3::boolean), 1"
+        " FROM conversations c"
+        " WHERE c.id = $2::uuid AND c.tenant_id = $1::uuid"
+        "   AND c.connection_id IS NOT NULL"
+        "   AND c.channel = ANY ($4::text[])";
+
+    channels = orbit_channel_typing_channels();
+    pg = ngx_http_orbit_pg();
+
+    if (ngx_strcmp(channels, "{}") == 0 || pg == NULL) {
+        return;
+    }
+
+    /* the socket may go before the answer: the cycle's log */
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    v = ngx_palloc(pool, 4 * sizeof(char *));
+    q = orbit_pg_query_create(pool);
+
+    if (v == NULL || q == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    v[0] = orbit_api_strdup_n(pool, tenant->data, tenant->len);
+    v[1] = orbit_api_strdup(pool, conversation);
+    v[2] = on ? "true" : "false";
+    v[3] = channels;
+
+    q->sql = sql;
+    q->nparams = 4;
+    q->values = v;
+    q->prepare = 1;
+    q->handler = orbit_outbound_typing_queued;
+    q->data = pool;
+
+    if (v[0] == NULL || v[1] == NULL
+        || orbit_pg_query_send(pg, q) != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+    }
+}
+
+
+static void
+orbit_outbound_typing_queued(orbit_pg_query_t *q, PGresult *res)
+{
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "typing: the indicator could not be queued");
+    }
+
+    ngx_destroy_pool(q->data);
 }
 
 
@@ -152,10 +243,16 @@ orbit_outbound_start(orbit_job_t *job, orbit_outbound_e what)
         " WHERE m.id = $1::uuid AND m.created_at = $2::timestamptz"
         "   AND m.tenant_id = $3::uuid";
 
+    /* a receipt goes to the contact (Messenger's mark_seen) */
     static const char  connection_sql[] =
         "SELECT 'queued', NULL, cn.channel, cn.account_id, cn.config,"
-        "  cn.credentials, cn.status, cn.tenant_id, cn.id, NULL, NULL, NULL,"
-        "  $2::uuid, 'staff'"
+        "  cn.credentials, cn.status, cn.tenant_id, cn.id,"
+        "  (SELECT ci.external_id FROM conversations c"
+        "   JOIN contact_identities ci ON ci.contact_id = c.contact_id"
+        "    AND ci.tenant_id = c.tenant_id AND ci.channel = cn.channel"
+        "   WHERE c.id = $2::uuid AND c.tenant_id = cn.tenant_id"
+        "   ORDER BY ci.created_at LIMIT 1),"
+        "  NULL, NULL, $2::uuid, 'staff'"
         " FROM channel_connections cn"
         " WHERE cn.id = $1::uuid AND cn.tenant_id = $3::uuid";
 
@@ -176,6 +273,12 @@ orbit_outbound_start(orbit_job_t *job, orbit_outbound_e what)
                                                  "conversationId"));
         ob->receipt_of = json_string_value(json_object_get(job->json,
                                                "providerMessageId"));
+
+    } else if (what == ORBIT_OUT_TYPING) {
+        ob->on = json_is_true(json_object_get(job->json, "on"));
+        v[0] = json_string_value(json_object_get(job->json, "connectionId"));
+        v[1] = json_string_value(json_object_get(job->json,
+                                                 "conversationId"));
 
     } else if (what == ORBIT_OUT_SETUP) {
         v[0] = json_string_value(json_object_get(job->json, "connectionId"));
@@ -383,6 +486,13 @@ orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res)
 
         return ob->ch->mark_read(out, ob->receipt_of);
 
+    case ORBIT_OUT_TYPING:
+        if (ob->ch->typing == NULL) {
+            return NGX_DONE;    /* the channel shows no typing */
+        }
+
+        return ob->ch->typing(out, ob->on);
+
     case ORBIT_OUT_SETUP:
         return ob->ch->connect(out);
 
@@ -513,7 +623,7 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
     } else if (rc == ORBIT_SEND_DONE) {
         done.status = ORBIT_JOB_DONE;
 
-        if (ob->receipt_of == NULL) {
+        if (ob->what == ORBIT_OUT_SEND) {
             v[0] = ob->message_id;
             v[1] = ob->created_at;
             v[2] = out->provider_id.len
@@ -534,7 +644,7 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
                                                : ORBIT_JOB_RETRY;
         done.delay = out->retry_after;
 
-        if (ob->receipt_of == NULL) {
+        if (ob->what == ORBIT_OUT_SEND) {
             v[0] = ob->message_id;
             v[1] = ob->created_at;
             v[2] = orbit_api_strdup_n(ob->job->pool, out->error.data,

@@ -622,14 +622,17 @@ orbit_pipeline_stored(orbit_pipeline_wait_t *w, json_t *results, size_t first)
 /*
  * One event to the conversation's room and the tenant's room: a socket in
  * both hears it once, and in the tenant's room only the staff and the
- * conversation's assignee hear it.
+ * conversation's assignee hear it.  A watermark's "data" is an array: one
+ * event per message it moved.
  */
 
 static void
 orbit_pipeline_publish(orbit_api_req_t *ar, json_t *result)
 {
     char        *data;
+    size_t       i, n;
     u_char      *p;
+    json_t      *one;
     ngx_str_t    tenant, to, json, rooms[2];
     const char  *tid, *cid, *event, *audience;
     u_char       buf[2][sizeof("conversation:") + 40];
@@ -642,11 +645,6 @@ orbit_pipeline_publish(orbit_api_req_t *ar, json_t *result)
     if (tid == NULL || cid == NULL || event == NULL
         || ngx_strlen(tid) > 40 || ngx_strlen(cid) > 40)
     {
-        return;
-    }
-
-    data = json_dumps(json_object_get(result, "data"), JSON_COMPACT);
-    if (data == NULL) {
         return;
     }
 
@@ -664,13 +662,24 @@ orbit_pipeline_publish(orbit_api_req_t *ar, json_t *result)
     to.data = (u_char *) (audience ? audience : "staff");
     to.len = ngx_strlen(to.data);
 
-    json.data = (u_char *) data;
-    json.len = ngx_strlen(data);
+    one = json_object_get(result, "data");
+    n = json_is_array(one) ? json_array_size(one) : 1;
 
-    (void) orbit_rt_broadcast(&tenant, rooms, 2, &to, event, &json, NULL,
-                              ar->r->connection->log);
+    for (i = 0; i < n; i++) {
+        data = json_dumps(json_is_array(one) ? json_array_get(one, i) : one,
+                          JSON_COMPACT);
+        if (data == NULL) {
+            return;
+        }
 
-    free(data);
+        json.data = (u_char *) data;
+        json.len = ngx_strlen(data);
+
+        (void) orbit_rt_broadcast(&tenant, rooms, 2, &to, event, &json, NULL,
+                                  ar->r->connection->log);
+
+        free(data);
+    }
 }
 
 

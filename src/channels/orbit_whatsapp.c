@@ -32,8 +32,6 @@ typedef struct {
 } orbit_wa_ctx_t;
 
 
-static ngx_int_t orbit_wa_challenge(orbit_channel_in_t *in,
-    ngx_str_t *reply);
 static ngx_int_t orbit_wa_verify(orbit_channel_in_t *in);
 static ngx_int_t orbit_wa_normalize(orbit_channel_in_t *in);
 static ngx_int_t orbit_wa_payload(orbit_channel_in_t *in, json_t *root);
@@ -48,8 +46,6 @@ static const char *orbit_wa_name(json_t *value, const char *wa_id);
 static ngx_int_t orbit_wa_timestamp(json_t *ts, json_int_t *out);
 static ngx_int_t orbit_wa_bad(orbit_wa_ctx_t *ctx, const char *what,
     const char *why);
-static const char *orbit_wa_secret(orbit_channel_in_t *in,
-    ngx_uint_t verify_token);
 static ngx_int_t orbit_wa_send(orbit_channel_out_t *out);
 static orbit_send_rc_e orbit_wa_sent(orbit_channel_out_t *out);
 static ngx_int_t orbit_wa_mark_read(orbit_channel_out_t *out,
@@ -65,7 +61,7 @@ static ngx_int_t orbit_wa_bearer(orbit_channel_out_t *out);
 const orbit_channel_t  orbit_channel_whatsapp = {
     "whatsapp",
     "whatsapp",
-    orbit_wa_challenge,
+    orbit_channel_hub_challenge,
     orbit_wa_verify,
     orbit_wa_normalize,
     orbit_wa_send,
@@ -76,51 +72,8 @@ const orbit_channel_t  orbit_channel_whatsapp = {
     orbit_wa_media_locate,
     orbit_wa_media_located,
     0,
+    NULL,
 };
-
-
-/* GET ?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C -> C */
-
-static ngx_int_t
-orbit_wa_challenge(orbit_channel_in_t *in, ngx_str_t *reply)
-{
-    char        *mode, *token, *challenge;
-    const char  *secret;
-
-    secret = orbit_wa_secret(in, 1);
-    if (secret == NULL) {
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
-    }
-
-    mode = orbit_api_arg(in->ar, "hub.mode");
-    token = orbit_api_arg(in->ar, "hub.verify_token");
-    challenge = orbit_api_arg(in->ar, "hub.challenge");
-
-    if (mode == NULL || ngx_strcmp(mode, "subscribe") != 0) {
-        in->error = "hub.mode must be subscribe";
-        return NGX_HTTP_FORBIDDEN;
-    }
-
-    if (token == NULL
-        || !orbit_equal(token, ngx_strlen(token), secret,
-                        ngx_strlen(secret)))
-    {
-        in->error = "hub.verify_token does not match";
-        return NGX_HTTP_FORBIDDEN;
-    }
-
-    if (challenge == NULL || challenge[0] == '\0'
-        || ngx_strlen(challenge) > 1024)
-    {
-        in->error = "hub.challenge is missing";
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
-    reply->data = (u_char *) challenge;
-    reply->len = ngx_strlen(challenge);
-
-    return NGX_OK;
-}
 
 
 /* X-Hub-Signature-256 under the Meta app's secret */
@@ -130,7 +83,7 @@ orbit_wa_verify(orbit_channel_in_t *in)
 {
     const char  *secret;
 
-    secret = orbit_wa_secret(in, 0);
+    secret = orbit_channel_meta_secret(in, 0);
     if (secret == NULL) {
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
@@ -775,34 +728,6 @@ orbit_wa_bad(orbit_wa_ctx_t *ctx, const char *what, const char *why)
 }
 
 
-/* the Meta app's secret or verify token; NULL (logged) when not set */
-
-static const char *
-orbit_wa_secret(orbit_channel_in_t *in, ngx_uint_t verify_token)
-{
-    const char       *value;
-    orbit_secrets_t  *secrets;
-
-    secrets = ngx_http_orbit_secrets();
-
-    value = secrets == NULL ? ""
-            : verify_token ? secrets->meta_verify_token
-            : secrets->meta_app_secret;
-
-    if (value[0] != '\0') {
-        return value;
-    }
-
-    in->error = "WhatsApp webhooks are not configured here";
-
-    ngx_log_error(NGX_LOG_ERR, in->ar->r->connection->log, 0,
-                  "whatsapp webhook: %s is not set in the secrets file",
-                  verify_token ? "META_VERIFY_TOKEN" : "META_APP_SECRET");
-
-    return NULL;
-}
-
-
 /* outbound ------------------------------------------------------------ */
 
 
@@ -978,12 +903,10 @@ orbit_wa_request(orbit_channel_out_t *out, json_t *body)
 static orbit_send_rc_e
 orbit_wa_sent(orbit_channel_out_t *out)
 {
-    json_t           *res, *e;
-    size_t            i;
-    ngx_int_t         code;
+    json_t           *res;
     ngx_uint_t        status;
-    const char       *id, *msg, *details;
-    ngx_table_elt_t  *h;
+    const char       *id;
+    orbit_send_rc_e   rc;
 
     status = out->req->status;
 
@@ -1010,68 +933,11 @@ orbit_wa_sent(orbit_channel_out_t *out)
         return ORBIT_SEND_DONE;
     }
 
-    e = json_object_get(res, "error");
-    code = json_is_integer(json_object_get(e, "code"))
-           ? (ngx_int_t) json_integer_value(json_object_get(e, "code"))
-           : (ngx_int_t) status;
-    msg = json_string_value(json_object_get(e, "message"));
-    details = json_string_value(json_object_get(
-                  json_object_get(e, "error_data"), "details"));
-
-    orbit_channel_error(out, code, msg ? msg
-                                       : status ? "WhatsApp refused it"
-                                                : "WhatsApp did not answer");
-
-    if (details && out->error.len) {
-        /* {"code":..,"title":..} + "details" */
-        e = json_loadb((char *) out->error.data, out->error.len, 0, NULL);
-        json_object_set_new(e, "details", json_string(details));
-        msg = json_dumps(e, JSON_COMPACT);
-        json_decref(e);
-
-        if (msg) {
-            out->error.len = ngx_strlen(msg);
-            out->error.data = ngx_pnalloc(out->pool, out->error.len);
-            if (out->error.data) {
-                ngx_memcpy(out->error.data, msg, out->error.len);
-            } else {
-                out->error.len = 0;
-            }
-            free((char *) msg);
-        }
-    }
+    rc = orbit_channel_graph_error(out, res, "WhatsApp");
 
     json_decref(res);
 
-    /* throttled: 4 (app), 80007 (account), 130429 (throughput), 131056
-     * (pair rate) */
-
-    if (status == 0 || status == 429 || status >= 500
-        || code == 4 || code == 80007 || code == 130429 || code == 131056)
-    {
-        h = NULL;
-
-        for (i = 0; out->req->response_headers
-                    && i < out->req->response_headers->nelts; i++)
-        {
-            h = (ngx_table_elt_t *) out->req->response_headers->elts + i;
-
-            if (h->key.len == sizeof("Retry-After") - 1
-                && ngx_strncasecmp(h->key.data, (u_char *) "Retry-After",
-                                   h->key.len) == 0)
-            {
-                code = ngx_atoi(h->value.data, h->value.len);
-                if (code > 0 && code < 3600) {
-                    out->retry_after = (ngx_msec_t) code * 1000;
-                }
-                break;
-            }
-        }
-
-        return ORBIT_SEND_RETRY;
-    }
-
-    return ORBIT_SEND_FAIL;
+    return rc;
 }
 
 

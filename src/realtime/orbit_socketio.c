@@ -44,6 +44,7 @@
 #include "api/orbit_auth.h"
 #include "realtime/orbit_rooms.h"
 #include "channels/orbit_send.h"
+#include "channels/orbit_channel.h"
 #include "realtime/orbit_presence.h"
 #include "realtime/orbit_socketio.h"
 
@@ -806,6 +807,10 @@ orbit_sio_typing(orbit_sio_t *sio, ngx_int_t ack, json_t *arg)
         orbit_sio_ack(sio, ack, "the event cannot be sent now");
         return;
     }
+
+    /* and to the customer, where the channel shows it (Messenger) */
+    orbit_outbound_typing(&sio->tenant_id, id,
+                          !json_is_false(json_object_get(arg, "isTyping")));
 
     orbit_sio_ack(sio, ack, NULL);
 }
