@@ -176,6 +176,7 @@ struct orbit_channel_s {
 extern const orbit_channel_t  orbit_channel_whatsapp;
 extern const orbit_channel_t  orbit_channel_livechat;
 extern const orbit_channel_t  orbit_channel_api;
+extern const orbit_channel_t  orbit_channel_telegram;
 
 
 /* the adapter served at /api/v1/channels/{name}/webhook, or NULL */
