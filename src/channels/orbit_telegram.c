@@ -177,7 +177,7 @@ orbit_tg_normalize(orbit_channel_in_t *in)
 static ngx_int_t
 orbit_tg_message(orbit_channel_in_t *in, json_t *msg, ngx_uint_t edited)
 {
-    char        *id, *reply, *ext, suffix[NGX_INT64_LEN + 2];
+    char        *id, *reply, *ext, suffix[NGX_INT64_LEN + 3];
     json_t      *chat, *from, *item, *contact, *content, *v;
     const char  *kind, *type;
 
