@@ -17,7 +17,9 @@
  * only.  An "api" channel without credentials.secret gets a signing
  * secret made here, shown once in the answer that made it, like an API
  * key's; "api" and "livechat" connections without an accountId get one
- * made here too.  (channel, accountId) is unique across tenants: inbound
+ * made here too; a "telegram" connection's is its bot's id, the digits
+ * of credentials.botToken before ":" when it gives none.
+ * (channel, accountId) is unique across tenants: inbound
  * webhooks are routed by it.  API keys may not call these routes.
  */
 
@@ -101,6 +103,8 @@ static ngx_int_t orbit_channel_check(orbit_api_req_t *ar,
 static void orbit_channel_check_more(json_t *body, ngx_uint_t create,
     orbit_v_errors_t *errs);
 static ngx_int_t orbit_channel_account_generated(const char *channel);
+static void orbit_channel_check_bot(json_t *body, orbit_v_errors_t *errs);
+static size_t orbit_channel_bot_id(const char *token);
 static ngx_int_t orbit_channel_seal(orbit_api_req_t *ar, json_t *creds,
     ngx_str_t *id, ngx_str_t *box, char **hint);
 static ngx_int_t orbit_channel_secret(orbit_api_req_t *ar,
@@ -236,6 +240,17 @@ orbit_api_channels_create(orbit_api_req_t *ar)
     channel = json_string_value(json_object_get(ar->body, "channel"));
 
     v[4] = (char *) orbit_api_body_str(ar, "accountId");
+
+    if (v[4] == NULL && ngx_strcmp(channel, "telegram") == 0) {
+        /* the bot's id, checked by orbit_channel_check_bot() */
+        v[4] = json_string_value(json_object_get(
+                   json_object_get(ar->body, "credentials"), "botToken"));
+        v[4] = orbit_api_strdup_n(ar->r->pool, (u_char *) v[4],
+                                  orbit_channel_bot_id(v[4]));
+        if (v[4] == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
 
     if (v[4] == NULL) {
         /* only a channel of ours may lack one: orbit_channel_check() */
@@ -522,10 +537,17 @@ orbit_channel_check_more(json_t *body, ngx_uint_t create,
 
     } else if (create && v == NULL && json_is_string(channel)
                && !orbit_channel_account_generated(
-                       json_string_value(channel)))
+                       json_string_value(channel))
+               && ngx_strcmp(json_string_value(channel), "telegram") != 0)
     {
         /* the provider's name of the account: inbound is routed by it */
         orbit_validate_add(errs, "accountId should not be empty");
+    }
+
+    if (create && v == NULL && json_is_string(channel)
+        && ngx_strcmp(json_string_value(channel), "telegram") == 0)
+    {
+        orbit_channel_check_bot(body, errs);
     }
 
     v = json_object_get(body, "config");
@@ -543,6 +565,44 @@ orbit_channel_check_more(json_t *body, ngx_uint_t create,
     if (json_is_object(v) && json_object_size(v) <= ORBIT_CREDS_MAX_KEYS) {
         orbit_creds_validate(v, errs);
     }
+}
+
+
+/*
+ * A Telegram bot without an accountId: its id is taken from
+ * credentials.botToken, "<bot id>:<secret>".  (A given accountId is
+ * checked against the token by the channel.setup job, which fails the
+ * connection's setup with the reason.)
+ */
+
+static void
+orbit_channel_check_bot(json_t *body, orbit_v_errors_t *errs)
+{
+    const char  *token;
+
+    token = json_string_value(json_object_get(
+                json_object_get(body, "credentials"), "botToken"));
+
+    if (token == NULL || orbit_channel_bot_id(token) == 0) {
+        orbit_validate_add(errs, "credentials.botToken must be a Telegram "
+                           "bot token (<bot id>:<secret>) when accountId "
+                           "is not given");
+    }
+}
+
+
+/* the length of the bot id that starts a Telegram token, or 0 */
+
+static size_t
+orbit_channel_bot_id(const char *token)
+{
+    size_t  n;
+
+    for (n = 0; token[n] >= '0' && token[n] <= '9'; n++) {
+        /* void */
+    }
+
+    return (n && n <= 20 && token[n] == ':' && token[n + 1]) ? n : 0;
 }
 
 

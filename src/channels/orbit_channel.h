@@ -193,6 +193,7 @@ extern const orbit_channel_t  orbit_channel_livechat;
 extern const orbit_channel_t  orbit_channel_api;
 extern const orbit_channel_t  orbit_channel_messenger;
 extern const orbit_channel_t  orbit_channel_instagram;
+extern const orbit_channel_t  orbit_channel_telegram;
 
 
 /* the adapter served at /api/v1/channels/{name}/webhook, or NULL */

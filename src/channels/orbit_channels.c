@@ -13,6 +13,7 @@ static const orbit_channel_t  *orbit_channels[] = {
     &orbit_channel_api,
     &orbit_channel_messenger,
     &orbit_channel_instagram,
+    &orbit_channel_telegram,
 };
 
 

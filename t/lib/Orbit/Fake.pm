@@ -259,7 +259,8 @@ our @EXPORT = qw(wa_text wa_media wa_location wa_contacts wa_button_reply
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my %SCRIPT = (whatsapp => 'fake-whatsapp.js',
               'api-peer' => 'fake-api-peer.js',
-              meta => 'fake-meta.js');
+              meta => 'fake-meta.js',
+              telegram => 'fake-telegram.js');
 
 sub start {
     my ($class, $kind, %o) = @_;
