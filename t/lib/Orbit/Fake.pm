@@ -258,7 +258,8 @@ our @EXPORT = qw(wa_text wa_media wa_location wa_contacts wa_button_reply
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my %SCRIPT = (whatsapp => 'fake-whatsapp.js',
-              'api-peer' => 'fake-api-peer.js');
+              'api-peer' => 'fake-api-peer.js',
+              twilio => 'fake-twilio.js');   # helpers: Orbit::FakeTwilio
 
 sub start {
     my ($class, $kind, %o) = @_;
