@@ -13,6 +13,7 @@ use warnings;
 use Test::More;
 use Time::HiRes qw(time sleep);
 use MIME::Base64 qw(encode_base64);
+use HTTP::Tiny;
 use Orbit::Test;
 use Orbit::Fake;
 use Orbit::FakeTwilio;
@@ -141,6 +142,16 @@ like(psql("SELECT content->'media'->>'url' FROM messages"
           . " WHERE provider_message_id = '$mms'"), qr{/Media/ME1\z},
      '... the first media\'s URL');
 
+# the fake serves media as Twilio does, to the account's Basic auth only
+# (what the adapter's media hook sends, for the media.fetch job)
+my $me = $tw->media(account => $sid, content => "\xff\xd8jpeg",
+                    mime_type => 'image/jpeg');
+my $http = HTTP::Tiny->new(timeout => 5);
+(my $me_auth = $me->{url}) =~ s{^http://}{http://$sid:$token\@};
+is($http->get($me_auth)->{content}, "\xff\xd8jpeg",
+   'the fake serves media with the account\'s Basic auth');
+is($http->get($me->{url})->{status}, 401, '... and 401 without');
+
 # --- signatures and bad requests: nothing stored
 my $before = count();
 is(sms(From => $cust, token => 'not-the-token')->{status}, 403,
@@ -188,7 +199,9 @@ sub send_msg {
     die "send: $r->{status} $r->{body}" unless $r->{status} == 201;
     return $r->{json};
 }
-sub sends { return $tw->calls(path => "/2010-04-01/Accounts/$sid/Messages") }
+sub sends {
+    return $tw->calls(path => "/2010-04-01/Accounts/$sid/Messages.json");
+}
 sub wait_sends {
     my ($n) = @_;
     my $calls;
@@ -296,6 +309,49 @@ ok(wait_until($W, sub { message_row($r->{json}{id})->{status} eq 'failed' }),
    '... and fails');
 like(message_row($r->{json}{id})->{error}, qr/no E\.164 phone/,
      '... saying why');
+
+# --- an API key instead of the auth token (which still verifies)
+my ($key, $key_secret) = (twilio_sid('SK'), uniq('secret'));
+$tw->api_key($key, $key_secret, $sid);
+my $conn_id = psql("SELECT id FROM channel_connections"
+                   . " WHERE account_id = '$number'");
+$r = api($t, 'PATCH', "/api/v1/channels/$conn_id", token => $tok,
+         body => { credentials => { accountSid => $sid, authToken => $token,
+                                    apiKeySid => $key,
+                                    apiKeySecret => $key_secret } });
+is($r->{status}, 200, 'the connection gets an API key') or diag($r->{body});
+my $mk = send_msg(content => 'with a key');
+ok(wait_until($W, sub { message_row($mk->{id})->{status} eq 'sent' }),
+   '... a reply is sent');
+($call) = grep { ($_->{form}{Body} // '') eq 'with a key' } @{ sends() };
+is($call->{headers}{authorization},
+   'Basic ' . encode_base64("$key:$key_secret", ''),
+   '... with the API key\'s Basic auth');
+
+# --- a Messaging Service as the account: MessagingServiceSid, not From
+my $mg = twilio_sid('MG');
+$r = api($t, 'POST', '/api/v1/channels', token => $tok,
+         body => { channel => 'sms', name => 'Service', accountId => $mg,
+                   credentials => { accountSid => $sid,
+                                    authToken => $token } });
+is($r->{status}, 201, 'a Messaging Service connected');
+my $mg_sid = twilio_sid('SM');
+my $cust2 = '+44770' . substr(uniq(''), -7);
+is(sms(url => "http://127.0.0.1:$port/api/v1/channels/twilio/$mg/webhook",
+       From => $cust2, MessagingServiceSid => $mg, MessageSid => $mg_sid,
+       Body => 'via the service')->{status}, 200,
+   '... its webhook takes an SMS');
+my $conv_mg = psql("SELECT conversation_id FROM messages"
+                   . " WHERE provider_message_id = '$mg_sid'");
+$r = api($t, 'POST', '/api/v1/messages', token => $tok,
+         body => { conversationId => $conv_mg, content => 'service reply' });
+ok(wait_until($W, sub {
+       grep { ($_->{form}{Body} // '') eq 'service reply' } @{ sends() } }),
+   '... and a reply goes out');
+($call) = grep { ($_->{form}{Body} // '') eq 'service reply' } @{ sends() };
+is_deeply($call->{form}, { To => $cust2, MessagingServiceSid => $mg,
+                           Body => 'service reply' },
+          '... from the service: MessagingServiceSid, no From');
 
 $t->stop;
 no_bad_log($t);

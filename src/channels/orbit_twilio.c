@@ -632,8 +632,8 @@ orbit_tw_send(orbit_channel_out_t *out)
     size_t       chars;
     json_t      *m, *c;
     ngx_str_t   *api;
-    const char  *sid, *type, *to, *body, *media, *kv[12];
     ngx_uint_t   n;
+    const char  *sid, *type, *to, *body, *media, *kv[12];
 
     static ngx_str_t  twilio = ngx_string(ORBIT_TW_API);
 
