@@ -183,7 +183,8 @@ is(sms(From => $cust, MessageSid => undef, SmsSid => undef,
 is(sms(From => undef)->{status}, 400, 'no From: 400');
 is(sms(From => $cust, NumMedia => 'many')->{status}, 400,
    'NumMedia not a number: 400');
-is(sms(From => $cust, NumMedia => 1)->{status}, 400, 'a missing MediaUrl0: 400');
+is(sms(From => $cust, NumMedia => 1)->{status}, 400,
+   'a missing MediaUrl0: 400');
 is(sms(From => $cust, NumMedia => 1, MediaUrl0 => 'file:///etc/passwd')
    ->{status}, 400, 'a MediaUrl that is not http(s): 400');
 $r = sms(From => $cust, url => "http://127.0.0.1:$port/api/v1/channels"
