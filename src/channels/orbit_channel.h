@@ -57,6 +57,12 @@ typedef struct {
     /* ORBIT_CHANNEL_KEYED: the account named by the webhook's path */
     const char                  *account;
     json_t                      *credentials;  /* opened */
+
+    /* the 200's own body and type, set by verify or normalize for a
+     * provider that wants its own answer (Twilio's TwiML); no type: the
+     * pipeline's JSON counts.  Errors are JSON whatever the channel. */
+    ngx_str_t                    reply;
+    ngx_str_t                    reply_type;
 } orbit_channel_in_t;
 
 
@@ -194,6 +200,7 @@ extern const orbit_channel_t  orbit_channel_api;
 extern const orbit_channel_t  orbit_channel_messenger;
 extern const orbit_channel_t  orbit_channel_instagram;
 extern const orbit_channel_t  orbit_channel_telegram;
+extern const orbit_channel_t  orbit_channel_twilio;
 
 
 /* the adapter served at /api/v1/channels/{name}/webhook, or NULL */

@@ -14,6 +14,7 @@ static const orbit_channel_t  *orbit_channels[] = {
     &orbit_channel_messenger,
     &orbit_channel_instagram,
     &orbit_channel_telegram,
+    &orbit_channel_twilio,
 };
 
 

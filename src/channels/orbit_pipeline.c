@@ -691,13 +691,22 @@ orbit_pipeline_publish(orbit_api_req_t *ar, json_t *result)
 static ngx_int_t
 orbit_pipeline_answer(orbit_api_req_t *ar, orbit_pipeline_count_t *n)
 {
-    u_char  *buf, *p;
-    size_t   len;
+    u_char              *buf, *p;
+    size_t               len;
+    orbit_channel_in_t  *in;
 
     if (n->received && n->unknown_accounts == n->received) {
         return orbit_api_send_error(ar, NGX_HTTP_NOT_FOUND,
                                     "No connected account matches this "
                                     "webhook");
+    }
+
+    in = ar->data;
+
+    if (in->reply_type.len) {
+        /* the adapter's own answer (TwiML) */
+        return orbit_api_send(ar, NGX_HTTP_OK, &in->reply_type,
+                              in->reply.data, in->reply.len);
     }
 
     len = sizeof("{\"received\":,\"stored\":,\"duplicates\":,\"statuses\":,"

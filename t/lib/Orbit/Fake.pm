@@ -260,7 +260,8 @@ my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my %SCRIPT = (whatsapp => 'fake-whatsapp.js',
               'api-peer' => 'fake-api-peer.js',
               meta => 'fake-meta.js',
-              telegram => 'fake-telegram.js');
+              telegram => 'fake-telegram.js',
+              twilio => 'fake-twilio.js');   # helpers: Orbit::FakeTwilio
 
 sub start {
     my ($class, $kind, %o) = @_;
