@@ -386,7 +386,8 @@ orbit_storage_s3_answered(orbit_http_req_t *req)
 {
     orbit_storage_op_t  *op = req->data;
 
-    size_t  len;
+    u_char  *p, c;
+    size_t   i, len;
 
     if (req->status >= 200 && req->status < 300) {
         orbit_storage_finish(op, NGX_OK);
@@ -401,9 +402,16 @@ orbit_storage_s3_answered(orbit_http_req_t *req)
 
         op->error.data = ngx_pnalloc(op->pool, 64 + len);
         if (op->error.data) {
-            op->error.len = ngx_sprintf(op->error.data, "S3 answered %ui: %*s",
-                                        req->status, len, req->response.data)
-                            - op->error.data;
+            p = ngx_sprintf(op->error.data, "S3 answered %ui: ", req->status);
+
+            /* S3's XML error on one line: it goes to the log */
+
+            for (i = 0; i < len; i++) {
+                c = req->response.data[i];
+                *p++ = (c < 0x20 || c == 0x7f) ? ' ' : c;
+            }
+
+            op->error.len = p - op->error.data;
         }
     }
 

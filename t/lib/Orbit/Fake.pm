@@ -261,7 +261,8 @@ my %SCRIPT = (whatsapp => 'fake-whatsapp.js',
               'api-peer' => 'fake-api-peer.js',
               meta => 'fake-meta.js',
               telegram => 'fake-telegram.js',
-              twilio => 'fake-twilio.js');   # helpers: Orbit::FakeTwilio
+              twilio => 'fake-twilio.js',    # helpers: Orbit::FakeTwilio
+              s3 => 'fake-s3.js');
 
 sub start {
     my ($class, $kind, %o) = @_;
