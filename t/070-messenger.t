@@ -417,6 +417,29 @@ is(count("SELECT count(*) FROM jobs WHERE kind = 'message.typing'"
 is(count("SELECT count(*) FROM jobs WHERE kind = 'message.typing'"
          . " AND tenant_id = '$ta'"), 2, '... one job per indicator');
 
+# --- a delivery that outruns its send's commit: kept, applied when the
+# send commits, and the event says delivered
+meta_auto_status($fb, url => undef);
+my $early = 'm_' . uniq('early');
+$r = emit(meta_delivery(page => $page, psid => $psid, mids => [ $early ]));
+is($r->{status}, 200, 'a delivery for a message not known yet: 200');
+is($r->{json}{unknownMessages}, 1, '... unknown for now');
+is(count("SELECT count(*) FROM early_statuses WHERE connection_id = '$conn'"
+         . " AND provider_message_id = '$early'"), 1, '... kept');
+$fb->force({ status => 200, path => "/v21.0/$page/messages",
+             body => { recipient_id => $psid, message_id => $early } });
+my $late = send_msg(content => 'The parcel left.');
+ok(wait_until($W, sub { message_row($late->{id})->{status} eq 'delivered' }),
+   'the send commits with the provider\'s id: the delivery applies')
+    or diag(explain(message_row($late->{id})));
+is(message_row($late->{id})->{provider}, $early, '... its provider id');
+is(count("SELECT count(*) FROM early_statuses"
+         . " WHERE provider_message_id = '$early'"), 0, '... and is spent');
+$ev = $sock->wait_for(sub { $_[0]{event} eq 'message_status'
+                            && $_[0]{args}[0]{messageId} eq $late->{id} }, $W);
+is($ev && $ev->{args}[0]{status}, 'delivered',
+   'message_status says delivered, not sent');
+
 $sock->stop;
 $t->stop;
 $fb->stop;

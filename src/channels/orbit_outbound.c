@@ -53,6 +53,8 @@ typedef struct {
     orbit_channel_out_t          out;
     orbit_outbound_e             what;
     unsigned                     on:1;         /* typing's */
+    unsigned                     recorded:1;   /* the send's commit tried */
+    const char                  *status;       /* the message's, then */
     const char                  *message_id;
     const char                  *created_at;
     const char                  *receipt_of;   /* message.read's */
@@ -89,6 +91,10 @@ static void orbit_outbound_loaded(orbit_pg_query_t *q, PGresult *res);
 static ngx_int_t orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res);
 static void orbit_outbound_answered(orbit_http_req_t *req);
 static void orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc);
+static ngx_int_t orbit_outbound_record(orbit_outbound_t *ob,
+    const char **v);
+static void orbit_outbound_recorded(orbit_pg_query_t *q, PGresult *res);
+static void orbit_outbound_finish_sent(orbit_outbound_t *ob);
 static void orbit_outbound_publish(orbit_outbound_t *ob, const char *status);
 static ngx_int_t orbit_outbound_media_link(orbit_outbound_t *ob);
 static char *orbit_outbound_col(orbit_outbound_t *ob, PGresult *res,
@@ -632,6 +638,12 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
                    : NULL;
             v[3] = ob->connection;
 
+            /* committed first, so the event says what the message is */
+
+            if (!ob->recorded && orbit_outbound_record(ob, v) == NGX_OK) {
+                return;
+            }
+
             done.effect = orbit_outbound_sent_sql;
             done.nparams = 4;
             done.values = v;
@@ -660,7 +672,7 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
 
     if (ob->what == ORBIT_OUT_SEND) {
         if (rc == ORBIT_SEND_DONE) {
-            orbit_outbound_publish(ob, "sent");
+            orbit_outbound_publish(ob, ob->status ? ob->status : "sent");
 
         } else if (rc == ORBIT_SEND_FAIL
                    || ob->job->attempt >= ob->job->max_attempts)
@@ -675,6 +687,92 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
     out->message = NULL;
     out->config = NULL;
     out->credentials = NULL;
+
+    orbit_job_finish(ob->job, &done);
+}
+
+
+/*
+ * A send the provider took: orbit_message_sent() committed on its own
+ * (it is idempotent), with the statuses that came before it (014), so
+ * message_status says what the message is.  NGX_ERROR: not started, the
+ * job's outcome carries it instead.
+ */
+
+static ngx_int_t
+orbit_outbound_record(orbit_outbound_t *ob, const char **v)
+{
+    orbit_pg_pool_t   *pg;
+    orbit_pg_query_t  *q;
+
+    pg = ngx_http_orbit_pg();
+    q = orbit_pg_query_create(ob->job->pool);
+
+    if (pg == NULL || q == NULL) {
+        return NGX_ERROR;
+    }
+
+    q->sql = orbit_outbound_sent_sql;
+    q->nparams = 4;
+    q->values = v;
+    q->prepare = 1;
+    q->handler = orbit_outbound_recorded;
+    q->data = ob;
+
+    return orbit_pg_query_send(pg, q);
+}
+
+
+static void
+orbit_outbound_recorded(orbit_pg_query_t *q, PGresult *res)
+{
+    orbit_outbound_t  *ob = q->data;
+
+    json_t      *now;
+    const char  *status;
+
+    ob->recorded = 1;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK
+        || PQntuples(res) != 1)
+    {
+        /* the job's outcome records it, retried while PostgreSQL is away */
+        orbit_outbound_done(ob, ORBIT_SEND_DONE);
+        return;
+    }
+
+    now = json_loadb(PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0), 0,
+                     NULL);
+    status = json_string_value(json_object_get(now, "status"));
+
+    if (status) {
+        ob->status = orbit_api_strdup(ob->job->pool, status);
+    }
+
+    json_decref(now);
+
+    orbit_outbound_finish_sent(ob);
+}
+
+
+/* recorded: the event, then the job done with nothing left to apply */
+
+static void
+orbit_outbound_finish_sent(orbit_outbound_t *ob)
+{
+    orbit_job_outcome_t  done;
+
+    orbit_outbound_publish(ob, ob->status ? ob->status : "sent");
+
+    json_decref(ob->out.message);
+    json_decref(ob->out.config);
+    json_decref(ob->out.credentials);
+    ob->out.message = NULL;
+    ob->out.config = NULL;
+    ob->out.credentials = NULL;
+
+    ngx_memzero(&done, sizeof(orbit_job_outcome_t));
+    done.status = ORBIT_JOB_DONE;
 
     orbit_job_finish(ob->job, &done);
 }
