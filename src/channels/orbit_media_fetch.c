@@ -599,9 +599,13 @@ orbit_media_fetch_store(orbit_media_fetch_t *mf)
         mf->mime = "application/octet-stream";
     }
 
+    /* it outlives the message's JSON, released before the effect runs */
+
+    mf->mime = orbit_api_strdup(mf->job->pool, mf->mime);
+
     op = orbit_storage_op_create(mf->job->pool);
 
-    if (op == NULL || orbit_random_uuid(mf->id) != 0) {
+    if (op == NULL || mf->mime == NULL || orbit_random_uuid(mf->id) != 0) {
         orbit_media_fetch_end(mf, ORBIT_JOB_RETRY, "out of memory");
         return;
     }
@@ -639,6 +643,7 @@ orbit_media_fetch_stored(orbit_storage_op_t *op)
     orbit_media_fetch_t  *mf = op->ctx;
 
     u_char               *size;
+    const char           *name;
     const char          **v;
     orbit_job_outcome_t   done;
 
@@ -672,9 +677,13 @@ orbit_media_fetch_stored(orbit_storage_op_t *op)
     v[6] = mf->mime;
     v[7] = (char *) size;
     v[8] = op->sha256;
-    v[9] = json_string_value(json_object_get(mf->media, "filename"));
 
-    if (v[0] == NULL || v[5] == NULL) {
+    /* copied: the message's JSON is released before the effect runs */
+
+    name = json_string_value(json_object_get(mf->media, "filename"));
+    v[9] = name ? orbit_api_strdup(mf->job->pool, name) : NULL;
+
+    if (v[0] == NULL || v[5] == NULL || (name && v[9] == NULL)) {
         orbit_media_fetch_end(mf, ORBIT_JOB_RETRY, "out of memory");
         return;
     }
