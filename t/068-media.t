@@ -228,6 +228,38 @@ my $ev = $sock->wait_for(sub { $_[0]{event} eq 'message_updated'
 ok($ev, 'message_updated reaches the inbox');
 is($ev && $ev->{args}[0]{media}{mediaId}, $ours, '... naming the copy');
 
+# --- a download that answers 500: retried (located again), then kept
+my $again = "\x89PNG\r\n\x1a\n" . join("", map { chr($_ * 5 % 256) } 1 .. 999);
+my $again_id = '7' . substr(uniq(''), -12);
+$wa->media(id => $again_id, mime_type => 'image/png', content => $again);
+$wa->force({ status => 500, body => 'Internal Server Error', times => 1,
+             path => "/media-download/$again_id" });
+my $wamid2 = wa_wamid();
+$r = $wa->emit(url => $hook, app_secret => $app_secret,
+               payload => wa_media(phone_number_id => $pn, wa_id => $cust,
+                                   id => $again_id, wamid => $wamid2));
+is($r->{status}, 200, 'a photo whose first download answers 500');
+my $mid2 = psql("SELECT id FROM messages WHERE provider_message_id"
+                . " = '$wamid2'");
+my $ours2;
+ok(wait_until(2 * $W, sub {
+    $ours2 = psql("SELECT content->'media'->>'mediaId' FROM messages"
+                  . " WHERE id = '$mid2'");
+    $ours2 }), '... fetched on a later attempt')
+    or diag(psql("SELECT status || ' ' || coalesce(last_error, '') FROM jobs"
+                 . " j WHERE kind = 'media.fetch' AND payload->>'messageId'"
+                 . " = '$mid2'"));
+is_deeply([ map { $_->{response}{status} }
+            @{ $wa->calls(path => "/media-download/$again_id") } ],
+          [ 500, 200 ], '... the download answered 500, then 200');
+is(scalar @{ $wa->calls(path => "/v21.0/$again_id") }, 2,
+   '... its URL asked again for the second attempt');
+is(psql("SELECT attempts || ' ' || status FROM jobs WHERE kind ="
+        . " 'media.fetch' AND payload->>'messageId' = '$mid2'"), '2 done',
+   '... in two attempts');
+$r = api($t, 'GET', "/api/v1/media/$ours2", token => $tok);
+ok($r->{status} == 200 && $r->{body} eq $again, '... the bytes kept');
+
 # --- media Graph does not know: failed for good, the message unchanged
 my $gone = wa_wamid();
 $r = $wa->emit(url => $hook, app_secret => $app_secret,

@@ -6,7 +6,10 @@
 # takes; the signed status callbacks move it to delivered, or to failed
 # with Twilio's error code.  Then the same server behind a TLS terminator
 # (orbit_public_url https://...): the URL signed is the public one, and
-# the replies carry a StatusCallback the fake calls back.
+# the replies carry a StatusCallback the fake calls back.  An MMS's first
+# media is fetched and kept (orbit_media local): Twilio's media URL, under
+# the account's Basic auth, answers 307 to a short-lived S3 URL, fetched
+# without it.
 
 use strict;
 use warnings;
@@ -30,12 +33,15 @@ is(twilio_signature('12345', 'https://mycompany.com/myapp.php?foo=1&bar=2',
 
 my $tw = Orbit::FakeTwilio->start;
 my $PUBLIC = 'https://crm.example.test';
+my $servroot = File::Spec->rel2abs($ENV{TEST_NGINX_SERVROOT}
+                                   // 't/servroot');
 
 sub server {
     my ($public) = @_;
     my $http = "orbit_channel_api twilio @{[ $tw->url ]};\n"
              . "orbit_jobs_backoff 200ms max=1s;\n"
              . "orbit_jobs_poll 1s;\n"
+             . "orbit_media local $servroot/media;\n"
              . ($public ? "orbit_public_url $public;\n" : '');
     my $t = orbit_nginx(workers => 2, http_extra => $http);
     $t->start;
@@ -121,15 +127,35 @@ is(sms(From => $cust, Body => 'Where is my parcel?', MessageSid => $in_sid)
 is(psql("SELECT count(*) FROM messages WHERE tenant_id = '$ta'"
         . " AND provider_message_id = '$in_sid'"), 1, '... stored once');
 
+my $jpeg = "\xff\xd8\xff\xe0" . join("", map { chr($_ * 11 % 256) } 1 .. 4000);
+my $pdf = "%PDF-1.4\n" . ('x' x 300) . "\n%%EOF\n";
+
+# --- the fake serves media as Twilio does: the account's Basic auth, then a
+# 307 to a short-lived URL that takes no Authorization header
+my $http = HTTP::Tiny->new(timeout => 5, max_redirect => 0);
+my $me0 = $tw->media(account => $sid, content => $pdf,
+                     mime_type => 'application/pdf');
+(my $me_auth = $me0->{url}) =~ s{^http://}{http://$sid:$token\@};
+$r = $http->get($me_auth);
+is($r->{status}, 307, 'the fake answers a media URL with Basic auth: 307');
+like($r->{headers}{location}, qr{^\Q@{[ $tw->url ]}\E/s3/[0-9a-f]+\?},
+     '... to a short-lived URL elsewhere');
+is($http->get($r->{headers}{location})->{content}, $pdf,
+   '... which serves the bytes without Basic auth');
+is($http->get($r->{headers}{location},
+              { headers => { Authorization => 'Basic eDp5' } })->{status},
+   400, '... and refuses a request with an Authorization header');
+is($http->get($me0->{url})->{status}, 401, 'the media URL without: 401');
+
 # --- media: the first as content.media for media.fetch, the rest along
 my $mms = twilio_sid('MM');
+my $me1 = $tw->media(account => $sid, content => $jpeg, message => $mms,
+                     mime_type => 'image/jpeg');
+my $me2 = $tw->media(account => $sid, content => $pdf, message => $mms,
+                     mime_type => 'application/pdf');
 $r = sms(From => $cust, Body => 'the box', MessageSid => $mms, NumMedia => 2,
-         MediaUrl0 => "https://api.twilio.com/2010-04-01/Accounts/$sid"
-                      . "/Messages/$mms/Media/ME1",
-         MediaContentType0 => 'image/jpeg',
-         MediaUrl1 => "https://api.twilio.com/2010-04-01/Accounts/$sid"
-                      . "/Messages/$mms/Media/ME2",
-         MediaContentType1 => 'application/pdf');
+         MediaUrl0 => $me1->{url}, MediaContentType0 => 'image/jpeg',
+         MediaUrl1 => $me2->{url}, MediaContentType1 => 'application/pdf');
 is($r->{status}, 200, 'an MMS with two media');
 is(psql("SELECT type || ' ' || (content->'media'->>'provider') || ' '"
         . " || (content->'media'->>'mimeType') || ' '"
@@ -138,19 +164,93 @@ is(psql("SELECT type || ' ' || (content->'media'->>'provider') || ' '"
         . " FROM messages WHERE provider_message_id = '$mms'"),
    'image twilio image/jpeg the box application/pdf',
    '... an image (provider twilio) with its caption; the other attached');
-like(psql("SELECT content->'media'->>'url' FROM messages"
-          . " WHERE provider_message_id = '$mms'"), qr{/Media/ME1\z},
-     '... the first media\'s URL');
+my $mms_id = psql("SELECT id FROM messages WHERE provider_message_id"
+                  . " = '$mms'");
 
-# the fake serves media as Twilio does, to the account's Basic auth only
-# (what the adapter's media hook sends, for the media.fetch job)
-my $me = $tw->media(account => $sid, content => "\xff\xd8jpeg",
-                    mime_type => 'image/jpeg');
-my $http = HTTP::Tiny->new(timeout => 5);
-(my $me_auth = $me->{url}) =~ s{^http://}{http://$sid:$token\@};
-is($http->get($me_auth)->{content}, "\xff\xd8jpeg",
-   'the fake serves media with the account\'s Basic auth');
-is($http->get($me->{url})->{status}, 401, '... and 401 without');
+# media.fetch follows the 307 without the credentials
+my $ours;
+ok(wait_until($W, sub {
+    $ours = psql("SELECT content->'media'->>'mediaId' FROM messages"
+                 . " WHERE id = '$mms_id'");
+    $ours }), 'the image is fetched: the message names our copy')
+    or diag(psql("SELECT status || ' ' || coalesce(last_error, '') FROM jobs"
+                 . " WHERE kind = 'media.fetch'"));
+my @asked = @{ $tw->calls(path => "/2010-04-01/Accounts/$sid/Messages/$mms"
+                                  . "/Media/$me1->{sid}") };
+is(scalar @asked, 1, '... its MediaUrl asked once');
+is($asked[0]{headers}{authorization},
+   'Basic ' . encode_base64("$sid:$token", ''),
+   '... with the account\'s Basic auth');
+is($asked[0]{outcome}, 'redirect', '... which answered 307');
+my ($s3) = grep { $_->{time} >= $asked[0]{time} }
+           @{ $tw->calls(path => '/s3/') };
+ok($s3, '... then the Location fetched');
+is($s3 && $s3->{query}{'X-Amz-Signature'},
+   ($asked[0]{response}{headers}{Location} =~ /X-Amz-Signature=(\w+)/)[0],
+   '... the Location as given');
+ok($s3 && !exists $s3->{headers}{authorization},
+   '... without an Authorization header');
+is($s3 && $s3->{outcome}, 'media', '... and it served the bytes');
+
+$r = api($t, 'GET', "/api/v1/media/$ours", token => $tok);
+is($r->{status}, 200, 'GET /api/v1/media/{id} of the copy');
+ok($r->{body} eq $jpeg, '... the customer\'s bytes');
+is($r->{headers}{'content-type'}, 'image/jpeg', '... with their type');
+$msgs = api($t, 'GET', "/api/v1/conversations/$conv/messages",
+            token => $tok);
+my ($mm) = grep { $_->{id} eq $mms_id } @{ $msgs->{json}{data} // [] };
+is($mm && $mm->{content}{media}{url}, "/api/v1/media/$ours",
+   'the message lists our URL');
+is($mm && $mm->{content}{media}{size}, length $jpeg, '... and the size');
+is($mm && $mm->{content}{attachments}[0]{url}, $me2->{url},
+   '... the attachment keeps Twilio\'s URL');
+is(scalar @{ $tw->calls(path => "/2010-04-01/Accounts/$sid/Messages/$mms"
+                                . "/Media/$me2->{sid}") }, 0,
+   '... and was not fetched');
+
+# a redirect without a usable Location, and one too many: failed for good
+sub fetch_job {
+    my ($psid) = @_;
+    return psql("SELECT j.status || '|' || coalesce(j.last_error, '')"
+                . " FROM jobs j JOIN messages m"
+                . " ON m.id::text = j.payload->>'messageId'"
+                . " WHERE j.kind = 'media.fetch'"
+                . " AND m.provider_message_id = '$psid'");
+}
+for my $case (
+    [ 'a relative Location',
+      { status => 307, headers => { Location => '/s3/elsewhere' } },
+      qr/absolute http\(s\) URL/ ],
+    [ 'a Location that is no http(s) URL',
+      { status => 302, headers => { Location => 'ftp://127.0.0.1/x' } },
+      qr/absolute http\(s\) URL/ ],
+    [ 'no Location', { status => 301 }, qr/Location/ ],
+    [ 'three redirects',
+      { status => 307, path => '/s3/', times => 2,
+        headers => { Location => $tw->url . '/s3/again' } },
+      qr/redirected more than 2 times/ ])
+{
+    my ($name, $force, $why) = @$case;
+    my $msid = twilio_sid('MM');
+    my $me = $tw->media(account => $sid, content => $jpeg, message => $msid);
+    $tw->force({ path => "/2010-04-01/Accounts/$sid/Messages/$msid/",
+                 %$force });
+    is(sms(From => $cust, MessageSid => $msid, NumMedia => 1,
+           MediaUrl0 => $me->{url}, MediaContentType0 => 'image/jpeg')
+       ->{status}, 200, "an MMS whose download answers $name");
+    my $job;
+    ok(wait_until($W, sub { ($job = fetch_job($msid)) =~ /^failed/ }),
+       '... its media.fetch fails for good') or diag($job);
+    like($job, $why, '... saying why');
+    is(psql("SELECT content->'media' ? 'mediaId' FROM messages"
+            . " WHERE provider_message_id = '$msid'"), 'f',
+       '... the message keeps Twilio\'s URL only');
+}
+is(scalar(grep { $_->{index} > $asked[0]{index}
+                 && exists $_->{headers}{authorization} }
+           @{ $tw->calls(path => '/s3/') }), 0,
+   'no request of media.fetch to a redirect\'s target carried an'
+   . ' Authorization');
 
 # --- signatures and bad requests: nothing stored
 my $before = count();

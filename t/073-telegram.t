@@ -4,7 +4,9 @@
 # updates posted by the fake to that URL with that secret become contacts,
 # conversations and messages of every type; agents' replies reach the fake
 # as the exact Bot API call; retries on 429 with retry_after, failure for
-# good when the user blocked the bot.
+# good when the user blocked the bot.  A customer's photo or document is
+# fetched by the media.fetch job (getFile, then the file's download) and
+# kept (orbit_media local); files over 20 MB and unknown file_ids fail.
 
 use strict;
 use warnings;
@@ -19,6 +21,8 @@ use Encode ();
 my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 my $W = Orbit::Nginx::valgrind_enabled() ? 30 : 8;
 my $public = "http://127.0.0.1:$port";
+my $servroot = File::Spec->rel2abs($ENV{TEST_NGINX_SERVROOT}
+                                   // 't/servroot');
 
 my $tg = Orbit::Fake->start('telegram');
 tg_config($tg, allow_http => 1);
@@ -26,6 +30,7 @@ tg_config($tg, allow_http => 1);
 my $HTTP = <<"_EOC_";
 orbit_channel_api telegram @{[ $tg->url ]};
 orbit_public_url $public;
+orbit_media local $servroot/media;
 orbit_jobs_backoff 200ms max=1s;
 orbit_jobs_poll 1s;
 _EOC_
@@ -349,16 +354,115 @@ $r = tg_update($tg, $token, tg_text(),
 is($r->{status}, 404, 'an unknown bot id: 404');
 is(count_msgs(), $before, 'nothing of them stored');
 
-# --- the media hooks' requests, as far as the fake goes (no media.fetch
-# job on this branch yet): getFile and the download URL they build
-my $f = tg_file($tg, $token, content => 'JPEGDATA',
-                file_path => 'photos/a.jpg');
-my $gf = HTTP::Tiny->new->get($tg->url . "/bot$token/getFile?file_id="
-                              . $f->{file_id});
-like($gf->{content}, qr/"file_path":"photos\/a.jpg"/,
-     'the fake\'s getFile locates a file');
-is(HTTP::Tiny->new->get($tg->url . "/file/bot$token/photos/a.jpg")->{content},
-   'JPEGDATA', '... and serves its download');
+# --- media.fetch: getFile locates the file, its download is kept
+sub fetch_job {
+    my ($mid) = @_;
+    return psql("SELECT j.status || '|' || coalesce(j.last_error, '')"
+                . " FROM jobs j JOIN messages m"
+                . " ON m.id::text = j.payload->>'messageId'"
+                . " WHERE j.kind = 'media.fetch' AND m.tenant_id = '$ta'"
+                . " AND m.provider_message_id = '$user->{id}:$mid'");
+}
+sub media_in {
+    my ($update) = @_;
+    my $mid = $update->{message}{message_id};
+    my $r = tg_update($tg, $token, $update);
+    die "update: $r->{status}" unless $r->{status} == 200;
+    return psql("SELECT id FROM messages WHERE tenant_id = '$ta'"
+                . " AND provider_message_id = '$user->{id}:$mid'");
+}
+sub fetched {
+    my ($id) = @_;
+    my $ours;
+    wait_until($W, sub {
+        $ours = psql("SELECT content->'media'->>'mediaId' FROM messages"
+                     . " WHERE id = '$id'");
+        $ours });
+    return $ours;
+}
+sub tg_calls {
+    my ($path, $outcome) = @_;
+    return grep { !$outcome || $_->{outcome} eq $outcome }
+           @{ $tg->calls(path => $path) };
+}
+
+my $jpeg = "\xff\xd8\xff\xe0" . join('', map { chr($_ * 17 % 256) } 1 .. 6000);
+my $pf = tg_file($tg, $token, content => $jpeg,
+                 file_path => 'photos/file_7.jpg');
+my $photo_id = media_in(tg_photo(file_id => $pf->{file_id},
+                                 caption => 'the dent'));
+my $ours = fetched($photo_id);
+ok($ours, 'a photo: its media is fetched, the message names our copy')
+    or diag(psql("SELECT status || ' ' || coalesce(last_error, '') FROM jobs"
+                 . " WHERE kind = 'media.fetch'"));
+my @gf = grep { ($_->{query}{file_id} // '') eq $pf->{file_id} }
+         tg_calls("/bot$token/getFile");
+is(scalar @gf, 1, '... getFile asked once, for its file_id');
+my @dl = tg_calls("/file/bot$token/photos/file_7.jpg", 'download');
+is(scalar @dl, 1, '... then the file downloaded once');
+ok(@gf && @dl && $dl[0]{time} >= $gf[0]{time}, '... in that order');
+
+$r = get("/api/v1/media/$ours");
+is($r->{status}, 200, 'GET /api/v1/media/{id} of the copy');
+ok($r->{body} eq $jpeg, '... the customer\'s bytes');
+is($r->{headers}{'content-type'}, 'image/jpeg',
+   '... as image/jpeg (the download says application/octet-stream)');
+my ($got) = grep { $_->{id} eq $photo_id }
+    @{ get("/api/v1/conversations/$conv/messages?limit=100")->{json}{data} };
+is($got && $got->{content}{media}{url}, "/api/v1/media/$ours",
+   'the message lists our URL');
+is($got && $got->{content}{media}{id}, $pf->{file_id},
+   '... and keeps the file_id');
+is($got && $got->{content}{media}{size}, length $jpeg, '... and the size');
+is($got && $got->{content}{caption}, 'the dent', '... and the caption');
+
+my $pdf = "%PDF-1.4\n" . ('claim ' x 500) . "\n%%EOF\n";
+my $df = tg_file($tg, $token, content => $pdf,
+                 file_path => 'documents/file_3.pdf');
+my $doc_id = media_in(tg_document(file_id => $df->{file_id},
+                                  file_name => 'claim.pdf',
+                                  file_size => length $pdf));
+$ours = fetched($doc_id);
+ok($ours, 'a document: fetched');
+$r = get("/api/v1/media/$ours");
+ok($r->{status} == 200 && $r->{body} eq $pdf, '... the same bytes');
+is($r->{headers}{'content-type'}, 'application/pdf', '... its type');
+is($r->{headers}{'content-disposition'}, 'inline; filename="claim.pdf"',
+   '... and its file_name');
+
+# over 20 MB: by the update's file_size, before getFile; by getFile's
+# answer (Telegram's 400 "file is too big") when the update gave none
+my $big = tg_file($tg, $token, content => 'x', file_path => 'documents/big',
+                  file_size => 25 * 1024 * 1024);
+my $u1 = tg_document(file_id => $big->{file_id}, file_name => 'big.zip',
+                     file_size => 25 * 1024 * 1024);
+my $u2 = tg_document(file_id => $big->{file_id}, file_name => 'big.zip',
+                     file_size => undef);
+for my $c ([ $u1, 'the update', qr/at most 20 MB/, 0 ],
+           [ $u2, 'getFile', qr/400.*file is too big/, 1 ]) {
+    my ($u, $by, $why, $asked) = @$c;
+    my $id = media_in($u);
+    my $job;
+    ok(wait_until($W, sub {
+           ($job = fetch_job($u->{message}{message_id})) =~ /^failed/ }),
+       "a file over 20 MB by $by: failed for good") or diag($job);
+    like($job, $why, '... saying why');
+    is(psql("SELECT content->'media' ? 'mediaId' FROM messages"
+            . " WHERE id = '$id'"), 'f', '... the message keeps the file_id');
+}
+is(scalar(grep { ($_->{query}{file_id} // '') eq $big->{file_id} }
+          tg_calls("/bot$token/getFile")), 1,
+   '... getFile asked only when the update gave no file_size');
+is(scalar(tg_calls("/file/bot$token/documents/big")), 0,
+   '... and never downloaded');
+
+my $gone = tg_photo(file_id => 'AgACunknown' . int rand 1e9);
+my $gone_id = media_in($gone);
+my $job;
+ok(wait_until($W, sub {
+       ($job = fetch_job($gone->{message}{message_id})) =~ /^failed/ }),
+   'a file_id Telegram does not know: failed for good') or diag($job);
+like($job, qr/invalid file_id/, '... with Telegram\'s description');
 
 # --- without orbit_public_url: setup failed with the reason
 $t->stop;

@@ -15,6 +15,12 @@
  * it (orbit_media_fetched(): the media row, the message's content.media
  * pointing at it) -> message_updated to the conversation's rooms.
  *
+ * A download redirected (Twilio's media URLs answer 307 with a short-lived
+ * URL on another host) is followed by a fresh GET without any header: the
+ * adapter's credentials are for the provider's API, never for where it
+ * sends us.  At most ORBIT_MEDIA_REDIRECTS_MAX times, to an absolute
+ * http(s) URL; anything else fails for good.
+ *
  * 5xx, 429 and no answer are retried with the queue's backoff; another
  * 4xx fails for good (the provider has forgotten the media).  A message
  * whose media is already ours is left alone.
@@ -27,6 +33,12 @@
 
 
 #define ORBIT_MEDIA_HTTP_TIMEOUT  60000
+
+/* Twilio's 307 to S3, and one more of S3's own (a regional endpoint) */
+#define ORBIT_MEDIA_REDIRECTS_MAX  2
+
+/* the bytes of a refusal's body kept in the job's error */
+#define ORBIT_MEDIA_EXCERPT_MAX    160
 
 
 typedef struct {
@@ -41,6 +53,7 @@ typedef struct {
     const char                  *mime;
     orbit_storage_op_t          *op;
     char                         id[ORBIT_UUID_LEN + 1];
+    ngx_uint_t                   redirects;
     unsigned                     downloading:1;
 } orbit_media_fetch_t;
 
@@ -65,6 +78,12 @@ static ngx_int_t orbit_media_fetch_prepare(orbit_media_fetch_t *mf,
     PGresult *res);
 static ngx_int_t orbit_media_fetch_send(orbit_media_fetch_t *mf);
 static void orbit_media_fetch_answered(orbit_http_req_t *req);
+static void orbit_media_fetch_refused(orbit_media_fetch_t *mf,
+    orbit_http_req_t *req);
+static void orbit_media_fetch_redirected(orbit_media_fetch_t *mf);
+static ngx_uint_t orbit_media_fetch_absolute(ngx_str_t *url);
+static ngx_str_t *orbit_media_fetch_header(orbit_http_req_t *req,
+    const char *name, size_t len);
 static void orbit_media_fetch_store(orbit_media_fetch_t *mf);
 static void orbit_media_fetch_stored(orbit_storage_op_t *op);
 static void orbit_media_fetch_publish(orbit_media_fetch_t *mf);
@@ -323,26 +342,21 @@ orbit_media_fetch_answered(orbit_http_req_t *req)
 {
     orbit_media_fetch_t  *mf = req->data;
 
-    u_char     *why;
-    ngx_int_t   rc;
+    ngx_int_t  rc;
+
+    if (mf->downloading
+        && (req->status == NGX_HTTP_MOVED_PERMANENTLY
+            || req->status == NGX_HTTP_MOVED_TEMPORARILY
+            || req->status == NGX_HTTP_SEE_OTHER
+            || req->status == NGX_HTTP_TEMPORARY_REDIRECT
+            || req->status == NGX_HTTP_PERMANENT_REDIRECT))
+    {
+        orbit_media_fetch_redirected(mf);
+        return;
+    }
 
     if (req->status < 200 || req->status > 299) {
-        why = ngx_pnalloc(mf->job->pool, 96 + req->error.len);
-        if (why) {
-            if (req->status) {
-                ngx_sprintf(why, "the %s answered %ui%Z",
-                            mf->downloading ? "download" : "provider",
-                            req->status);
-            } else {
-                ngx_sprintf(why, "no answer: %V%Z", &req->error);
-            }
-        }
-
-        orbit_media_fetch_end(mf,
-                              (req->status == 0 || req->status == 429
-                               || req->status >= 500)
-                              ? ORBIT_JOB_RETRY : ORBIT_JOB_FAIL,
-                              why ? (char *) why : "the provider refused");
+        orbit_media_fetch_refused(mf, req);
         return;
     }
 
@@ -376,13 +390,190 @@ orbit_media_fetch_answered(orbit_http_req_t *req)
 }
 
 
+/*
+ * No success: retried when the answer may change (5xx, 429, none),
+ * failed for good otherwise; the reason with the start of the answer's
+ * body (Telegram's "file is too big", Graph's error), printable only.
+ */
+
+static void
+orbit_media_fetch_refused(orbit_media_fetch_t *mf, orbit_http_req_t *req)
+{
+    u_char  *why, *p, *s, *last;
+    size_t   n;
+
+    n = ngx_min(req->response.len, ORBIT_MEDIA_EXCERPT_MAX);
+    why = ngx_pnalloc(mf->job->pool, 96 + req->error.len + n);
+
+    if (why) {
+        if (req->status) {
+            p = ngx_sprintf(why, "the %s answered %ui",
+                            mf->downloading ? "download" : "provider",
+                            req->status);
+
+            if (n) {
+                p = ngx_cpymem(p, ": ", 2);
+                s = req->response.data;
+
+                for (last = s + n; s < last; s++) {
+                    *p++ = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
+                }
+            }
+
+            *p = '\0';
+
+        } else {
+            ngx_sprintf(why, "no answer: %V%Z", &req->error);
+        }
+    }
+
+    orbit_media_fetch_end(mf,
+                          (req->status == 0 || req->status == 429
+                           || req->status >= 500)
+                          ? ORBIT_JOB_RETRY : ORBIT_JOB_FAIL,
+                          why ? (char *) why : "the provider refused");
+}
+
+
+/*
+ * The download sent elsewhere: its Location, by a fresh GET with no
+ * header at all (the adapter's Basic auth or token stays with the
+ * provider's API), the same timeout and size limit.
+ */
+
+static void
+orbit_media_fetch_redirected(orbit_media_fetch_t *mf)
+{
+    u_char            *why;
+    ngx_str_t         *location;
+    orbit_http_req_t  *req;
+
+    if (mf->redirects == ORBIT_MEDIA_REDIRECTS_MAX) {
+        why = ngx_pnalloc(mf->job->pool, 64);
+        if (why) {
+            ngx_sprintf(why, "the download was redirected more than %d "
+                        "times%Z", ORBIT_MEDIA_REDIRECTS_MAX);
+        }
+
+        orbit_media_fetch_end(mf, ORBIT_JOB_FAIL,
+                              why ? (char *) why
+                                  : "the download was redirected too often");
+        return;
+    }
+
+    location = orbit_media_fetch_header(mf->out.req, "location",
+                                        sizeof("location") - 1);
+
+    if (location == NULL || !orbit_media_fetch_absolute(location)) {
+        orbit_media_fetch_end(mf, ORBIT_JOB_FAIL,
+                              "the download was redirected without a "
+                              "Location that is an absolute http(s) URL");
+        return;
+    }
+
+    req = orbit_http_req_create(mf->job->pool);
+    if (req == NULL) {
+        orbit_media_fetch_end(mf, ORBIT_JOB_RETRY, "out of memory");
+        return;
+    }
+
+    req->url.len = location->len;
+    req->url.data = ngx_pnalloc(mf->job->pool, location->len);
+    if (req->url.data == NULL) {
+        orbit_media_fetch_end(mf, ORBIT_JOB_RETRY, "out of memory");
+        return;
+    }
+
+    ngx_memcpy(req->url.data, location->data, location->len);
+    ngx_str_set(&req->method, "GET");
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, mf->job->log, 0,
+                   "media.fetch: redirected (%ui) to %V",
+                   mf->out.req->status, &req->url);
+
+    mf->redirects++;
+    mf->out.req = req;
+
+    if (orbit_media_fetch_send(mf) != NGX_OK) {
+        orbit_media_fetch_end(mf, ORBIT_JOB_RETRY,
+                              "the redirected download could not start");
+    }
+}
+
+
+/* "http(s)://" with a host, and nothing a request line cannot carry */
+
+static ngx_uint_t
+orbit_media_fetch_absolute(ngx_str_t *url)
+{
+    u_char  *p, *last;
+    size_t   n;
+
+    if (url->len > 8
+        && ngx_strncasecmp(url->data, (u_char *) "https://", 8) == 0)
+    {
+        n = 8;
+
+    } else if (url->len > 7
+               && ngx_strncasecmp(url->data, (u_char *) "http://", 7) == 0)
+    {
+        n = 7;
+
+    } else {
+        return 0;
+    }
+
+    if (url->len > 4096
+        || url->data[n] == '/' || url->data[n] == '?'
+        || url->data[n] == '#' || url->data[n] == '@')
+    {
+        return 0;
+    }
+
+    last = url->data + url->len;
+
+    for (p = url->data; p < last; p++) {
+        if (*p <= 0x20 || *p >= 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* the value of the answer's header name (lower case), or NULL */
+
+static ngx_str_t *
+orbit_media_fetch_header(orbit_http_req_t *req, const char *name, size_t len)
+{
+    ngx_uint_t        i;
+    ngx_table_elt_t  *h;
+
+    if (req->response_headers == NULL) {
+        return NULL;
+    }
+
+    h = req->response_headers->elts;
+
+    for (i = 0; i < req->response_headers->nelts; i++) {
+        if (h[i].key.len == len
+            && ngx_strncmp(h[i].lowcase_key, name, len) == 0)
+        {
+            return &h[i].value;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* the bytes, to the storage under "<tenant>/<a new id>" */
 
 static void
 orbit_media_fetch_store(orbit_media_fetch_t *mf)
 {
-    ngx_uint_t           i;
-    ngx_table_elt_t     *h;
+    ngx_str_t           *type;
     orbit_http_req_t    *req;
     orbit_storage_op_t  *op;
 
@@ -391,34 +582,30 @@ orbit_media_fetch_store(orbit_media_fetch_t *mf)
     /* the type: the download's Content-Type, else what the webhook said */
 
     mf->mime = json_string_value(json_object_get(mf->media, "mimeType"));
+    type = orbit_media_fetch_header(req, "content-type",
+                                    sizeof("content-type") - 1);
 
-    if (req->response_headers) {
-        h = req->response_headers->elts;
-
-        for (i = 0; i < req->response_headers->nelts; i++) {
-            if (h[i].key.len == sizeof("Content-Type") - 1
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Type",
-                                   h[i].key.len) == 0
-                && h[i].value.len && h[i].value.len < 256
-                && (mf->mime == NULL
-                    || ngx_strncasecmp(h[i].value.data,
-                                       (u_char *) "application/octet-stream",
-                                       24) != 0))
-            {
-                mf->mime = orbit_api_strdup_n(mf->job->pool, h[i].value.data,
-                                              h[i].value.len);
-                break;
-            }
-        }
+    if (type && type->len && type->len < 256
+        && (mf->mime == NULL
+            || type->len < 24
+            || ngx_strncasecmp(type->data,
+                               (u_char *) "application/octet-stream", 24)
+               != 0))
+    {
+        mf->mime = orbit_api_strdup_n(mf->job->pool, type->data, type->len);
     }
 
     if (mf->mime == NULL) {
         mf->mime = "application/octet-stream";
     }
 
+    /* it outlives the message's JSON, released before the effect runs */
+
+    mf->mime = orbit_api_strdup(mf->job->pool, mf->mime);
+
     op = orbit_storage_op_create(mf->job->pool);
 
-    if (op == NULL || orbit_random_uuid(mf->id) != 0) {
+    if (op == NULL || mf->mime == NULL || orbit_random_uuid(mf->id) != 0) {
         orbit_media_fetch_end(mf, ORBIT_JOB_RETRY, "out of memory");
         return;
     }
@@ -456,6 +643,7 @@ orbit_media_fetch_stored(orbit_storage_op_t *op)
     orbit_media_fetch_t  *mf = op->ctx;
 
     u_char               *size;
+    const char           *name;
     const char          **v;
     orbit_job_outcome_t   done;
 
@@ -489,9 +677,13 @@ orbit_media_fetch_stored(orbit_storage_op_t *op)
     v[6] = mf->mime;
     v[7] = (char *) size;
     v[8] = op->sha256;
-    v[9] = json_string_value(json_object_get(mf->media, "filename"));
 
-    if (v[0] == NULL || v[5] == NULL) {
+    /* copied: the message's JSON is released before the effect runs */
+
+    name = json_string_value(json_object_get(mf->media, "filename"));
+    v[9] = name ? orbit_api_strdup(mf->job->pool, name) : NULL;
+
+    if (v[0] == NULL || v[5] == NULL || (name && v[9] == NULL)) {
         orbit_media_fetch_end(mf, ORBIT_JOB_RETRY, "out of memory");
         return;
     }

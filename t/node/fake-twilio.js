@@ -17,11 +17,18 @@
 //     "num_media","num_segments","date_created","uri",...}.
 //     Errors are Twilio's {"code","message","more_info","status"}.
 //   GET /2010-04-01/Accounts/AC.../Messages/MM.../Media/ME... (Basic auth
-//     of that account): the bytes registered with /__control/media.
+//     of that account): as Twilio does, 307 with a Location on "S3", a
+//     short-lived URL of the fake: /s3/<random>?X-Amz-Algorithm=...&
+//     X-Amz-Expires=60&X-Amz-Signature=<hex> (outcome "redirect").
+//   GET /s3/<random>?...: the bytes registered with /__control/media and
+//     their Content-Type (outcome "media"); as S3 does, 400 InvalidArgument
+//     "Only one auth mechanism allowed" when an Authorization header came
+//     besides the URL's signature (outcome "s3-auth"), 403 AccessDenied
+//     for another signature or after 60 s (outcome "s3-denied").
 //   anything else: 404 code 20404.
-// Outcomes of calls: sent, unauthorized, invalid, media, unknown (and
-// forced, hang, close).  A "sent" call also has "sid" and "form" (the
-// parsed body: {name: value or [values]}).
+// Outcomes of calls: sent, unauthorized, invalid, redirect, media,
+// s3-auth, s3-denied, unknown (and forced, hang, close).  A "sent" call
+// also has "sid" and "form" (the parsed body: {name: value or [values]}).
 //
 // Control, besides fake-common.js's:
 //   POST /__control/accounts {"accounts":{"AC...":"authToken"},
@@ -112,7 +119,7 @@ function parseForm(raw) {
 }
 
 // --- state (cleared by reset)
-let accounts, keys, media, auto;
+let accounts, keys, media, auto, s3;
 
 // the account the Basic credentials open, if it is `account`
 function authorized(req, account) {
@@ -192,6 +199,39 @@ function mediaDownload(req, account, mediaSid) {
     if (!m || m.account !== account) {
         return { ...twilioError(20404), outcome: 'invalid' };
     }
+    const key = crypto.randomBytes(16).toString('hex');
+    const sig = crypto.randomBytes(32).toString('hex');
+    s3[key] = { sid: mediaSid, sig, expires: Date.now() + 60000 };
+    const location = `http://${req.headers.host}/s3/${key}`
+        + '?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=60'
+        + `&X-Amz-Signature=${sig}`;
+    return { status: 307, body: '', outcome: 'redirect',
+             headers: { Location: location, 'Content-Type': 'text/plain' } };
+}
+
+// S3's XML error
+function s3Error(status, code, message, outcome) {
+    return { status, outcome,
+             headers: { 'Content-Type': 'application/xml' },
+             body: '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>'
+                   + `${code}</Code><Message>${message}</Message></Error>` };
+}
+
+function s3Download(call, req, key) {
+    if (req.headers.authorization !== undefined) {
+        return s3Error(400, 'InvalidArgument', 'Only one auth mechanism'
+                       + ' allowed; only the X-Amz-Algorithm query'
+                       + ' parameter, Signature query string parameter or'
+                       + ' the Authorization header should be specified',
+                       's3-auth');
+    }
+    const o = s3[key];
+    if (!o || call.query['X-Amz-Signature'] !== o.sig
+        || Date.now() > o.expires || !media[o.sid]) {
+        return s3Error(403, 'AccessDenied', 'Request has expired or the'
+                       + ' signature does not match', 's3-denied');
+    }
+    const m = media[o.sid];
     return { status: 200, body: m.bytes, outcome: 'media',
              headers: { 'Content-Type': m.mimeType } };
 }
@@ -207,6 +247,9 @@ function handle(call, req, raw) {
             && p[5] === 'Media') {
             return mediaDownload(req, p[2], p[6]);
         }
+    }
+    if (req.method === 'GET' && p[0] === 's3' && p.length === 2) {
+        return s3Download(call, req, p[1]);
     }
     return { ...twilioError(20404), outcome: 'unknown' };
 }
@@ -269,6 +312,7 @@ const fake = new Fake({
         keys = {};
         media = {};
         auto = null;
+        s3 = {};
     },
     forced(item) {
         if (item.error === undefined) return null;

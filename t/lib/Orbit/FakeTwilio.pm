@@ -50,10 +50,13 @@ POSTs the params form-encoded to $url with X-Twilio-Signature over
 C<sign_url> (default $url) and the params.  Returns C<{ status, headers,
 body, sent => { body, signature } }>.
 
-=item media(account => $sid, content => $bytes, mime_type => $type)
+=item media(account => $sid, content => $bytes, mime_type => $type,
+message => $mm_sid)
 
-Registers media the fake serves (Basic auth of that account): C<{ sid,
-url }>.
+Registers media the fake serves: C<{ sid, url }>.  Its URL, under the
+message (a new MM... by default), answers the account's Basic auth with a
+307 to a short-lived URL C</s3/...> of the fake, which serves the bytes
+only to a request without an Authorization header (as S3 does).
 
 =item auto_status(statuses => [...], delay => $ms, error_code => $code,
 via => 'http://127.0.0.1:PORT')
@@ -133,7 +136,8 @@ sub media {
     my ($self, %o) = @_;
     return $self->control(POST => 'media', {
         account => $o{account}, mimeType => $o{mime_type} // 'image/jpeg',
-        base64 => encode_base64($o{content} // '', '') });
+        base64 => encode_base64($o{content} // '', ''),
+        (defined $o{message} ? (message => $o{message}) : ()) });
 }
 
 sub auto_status {
