@@ -18,7 +18,7 @@
  *
  * Outbound messages and read receipts are jobs of the queue (src/jobs):
  * message.send, message.read and channel.setup, handled here by every
- * worker.
+ * worker, and channel.poll (the email channel's IMAP).
  */
 
 #include <ngx_config.h>
@@ -250,6 +250,9 @@ ngx_http_orbit_channels_postconfiguration(ngx_conf_t *cf)
            != NGX_OK
         || ngx_http_orbit_jobs_register(cf, "channel.setup",
                                         orbit_outbound_setup_job, NULL)
+           != NGX_OK
+        || ngx_http_orbit_jobs_register(cf, "channel.poll",
+                                        orbit_email_poll_job, NULL)
            != NGX_OK)
     {
         return NGX_ERROR;

@@ -11,6 +11,7 @@ static const orbit_channel_t  *orbit_channels[] = {
     &orbit_channel_whatsapp,
     &orbit_channel_livechat,
     &orbit_channel_api,
+    &orbit_channel_email,
 };
 
 
