@@ -18,7 +18,8 @@
  *
  * Outbound messages and read receipts are jobs of the queue (src/jobs):
  * message.send, message.read, message.typing and channel.setup, handled
- * here by every worker; media.fetch too where orbit_media names a storage.
+ * here by every worker, channel.poll (the email channel's IMAP), and
+ * media.fetch where orbit_media names a storage.
  */
 
 #include <ngx_config.h>
@@ -255,6 +256,9 @@ ngx_http_orbit_channels_postconfiguration(ngx_conf_t *cf)
            != NGX_OK
         || ngx_http_orbit_jobs_register(cf, "channel.setup",
                                         orbit_outbound_setup_job, NULL)
+           != NGX_OK
+        || ngx_http_orbit_jobs_register(cf, "channel.poll",
+                                        orbit_email_poll_job, NULL)
            != NGX_OK)
     {
         return NGX_ERROR;

@@ -97,6 +97,11 @@ typedef struct {
     const char                  *to;           /* the contact, channel's id */
     const char                  *to_phone;     /* E.164, or NULL */
     const char                  *reply_to;     /* provider's id, or NULL */
+    json_t                      *thread;       /* the message replied to,
+                                                  else the conversation's
+                                                  newest inbound one
+                                                  (orbit_message_json()),
+                                                  or NULL */
     orbit_http_req_t            *req;          /* send fills it */
 
     /* sent's reading */
@@ -201,6 +206,7 @@ extern const orbit_channel_t  orbit_channel_messenger;
 extern const orbit_channel_t  orbit_channel_instagram;
 extern const orbit_channel_t  orbit_channel_telegram;
 extern const orbit_channel_t  orbit_channel_twilio;
+extern const orbit_channel_t  orbit_channel_email;
 
 
 /* the adapter served at /api/v1/channels/{name}/webhook, or NULL */
@@ -293,6 +299,39 @@ const char *orbit_channel_typing_channels(void);
 /* the pipeline's way in, for an adapter's own route */
 ngx_int_t orbit_pipeline_start(orbit_api_req_t *ar,
     const orbit_channel_t *ch);
+
+/*
+ * The pipeline's way in for a job (a polled channel): items stored by
+ * one statement, sql (NULL: SELECT orbit_inbound($1)) of the items as $1
+ * and values as $2..: a function that commits the job's own change (its
+ * cursor) with the items and returns orbit_inbound()'s answer.  The
+ * stored messages and statuses are published as the webhooks' are, then
+ * handler runs: rc NGX_OK once committed, NGX_ERROR when not.
+ * orbit_pipeline_store() returns NGX_ERROR when it could not send the
+ * statement (and the handler is not called).
+ */
+typedef struct orbit_pipeline_store_s  orbit_pipeline_store_t;
+
+struct orbit_pipeline_store_s {
+    ngx_pool_t                  *pool;         /* lives until handler */
+    ngx_log_t                   *log;
+    json_t                      *items;        /* not taken */
+    const char                  *sql;
+    int                          nparams;
+    const char                 **values;
+    void                       (*handler)(orbit_pipeline_store_t *ps);
+    void                        *data;
+
+    ngx_int_t                    rc;
+    ngx_uint_t                   stored;
+    ngx_uint_t                   duplicates;
+    ngx_uint_t                   unknown;
+};
+
+ngx_int_t orbit_pipeline_store(orbit_pipeline_store_t *ps);
+
+/* the channel.poll job of the email channel (the only one that polls) */
+ngx_int_t orbit_email_poll_job(orbit_job_t *job);
 
 
 #endif /* _ORBIT_CHANNEL_H_INCLUDED_ */

@@ -15,6 +15,7 @@ static const orbit_channel_t  *orbit_channels[] = {
     &orbit_channel_instagram,
     &orbit_channel_telegram,
     &orbit_channel_twilio,
+    &orbit_channel_email,
 };
 
 

@@ -79,7 +79,8 @@ enum {
     ORBIT_OUT_PHONE,
     ORBIT_OUT_REPLY_TO,
     ORBIT_OUT_CONVERSATION,
-    ORBIT_OUT_AUDIENCE
+    ORBIT_OUT_AUDIENCE,
+    ORBIT_OUT_THREAD
 };
 
 
@@ -241,7 +242,14 @@ orbit_outbound_start(orbit_job_t *job, orbit_outbound_e what)
         "  (SELECT r.provider_message_id FROM messages r"
         "   WHERE r.id = m.reply_to_id AND r.tenant_id = m.tenant_id"
         "   LIMIT 1),"
-        "  c.id, trim('staff ' || COALESCE(c.assignee_id::text, ''))"
+        "  c.id, trim('staff ' || COALESCE(c.assignee_id::text, '')),"
+        "  COALESCE((SELECT orbit_message_json(r) FROM messages r"
+        "            WHERE r.id = m.reply_to_id AND r.tenant_id = m.tenant_id"
+        "            LIMIT 1),"
+        "           (SELECT orbit_message_json(r) FROM messages r"
+        "            WHERE r.conversation_id = m.conversation_id"
+        "              AND r.direction = 'inbound'"
+        "            ORDER BY r.created_at DESC, r.id DESC LIMIT 1))"
         " FROM messages m"
         " JOIN conversations c ON c.id = m.conversation_id"
         " JOIN contacts k ON k.id = c.contact_id"
@@ -258,7 +266,7 @@ orbit_outbound_start(orbit_job_t *job, orbit_outbound_e what)
         "    AND ci.tenant_id = c.tenant_id AND ci.channel = cn.channel"
         "   WHERE c.id = $2::uuid AND c.tenant_id = cn.tenant_id"
         "   ORDER BY ci.created_at LIMIT 1),"
-        "  NULL, NULL, $2::uuid, 'staff'"
+        "  NULL, NULL, $2::uuid, 'staff', NULL"
         " FROM channel_connections cn"
         " WHERE cn.id = $1::uuid AND cn.tenant_id = $3::uuid";
 
@@ -394,7 +402,7 @@ orbit_outbound_loaded(orbit_pg_query_t *q, PGresult *res)
 static ngx_int_t
 orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res)
 {
-    char                 *message, *config;
+    char                 *message, *config, *thread;
     ngx_int_t             rc;
     ngx_str_t             tenant, conn;
     json_error_t          err;
@@ -445,6 +453,7 @@ orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res)
                                          : 0;
     message = orbit_outbound_col(ob, res, ORBIT_OUT_MESSAGE);
     config = orbit_outbound_col(ob, res, ORBIT_OUT_CONFIG);
+    thread = orbit_outbound_col(ob, res, ORBIT_OUT_THREAD);
 
     if (tenant.data == NULL || conn.data == NULL || out->account == NULL) {
         return NGX_ERROR;
@@ -458,6 +467,7 @@ orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res)
 
     out->message = message ? json_loads(message, 0, &err) : json_object();
     out->config = config ? json_loads(config, 0, &err) : json_object();
+    out->thread = thread ? json_loads(thread, 0, &err) : NULL;
     out->credentials = orbit_channel_creds_open(ob->job->log,
                            (u_char *) PQgetvalue(res, 0,
                                                  ORBIT_OUT_CREDENTIALS),
@@ -684,6 +694,8 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
     json_decref(out->message);
     json_decref(out->config);
     json_decref(out->credentials);
+    json_decref(out->thread);
+    out->thread = NULL;
     out->message = NULL;
     out->config = NULL;
     out->credentials = NULL;

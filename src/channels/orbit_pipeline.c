@@ -19,6 +19,11 @@
  * still gets its 200 only once the statement that holds it committed; a
  * client gone meanwhile leaves its webhook stored (the provider's retry
  * is then a duplicate).
+ *
+ * Jobs come in by orbit_pipeline_store() (a channel that polls: IMAP):
+ * their items go through orbit_inbound() in a statement of their own,
+ * which may commit the job's own change with them (the poll's cursor),
+ * and are published the same way.
  */
 
 #include "ngx_http_orbit_module.h"
@@ -82,7 +87,10 @@ static void orbit_pipeline_batch_done(orbit_pg_query_t *q, PGresult *res);
 static void orbit_pipeline_stored(orbit_pipeline_wait_t *w, json_t *results,
     size_t first);
 static void orbit_pipeline_gone(void *data);
-static void orbit_pipeline_publish(orbit_api_req_t *ar, json_t *result);
+static void orbit_pipeline_results(json_t *results, size_t first, size_t n,
+    orbit_pipeline_count_t *c, ngx_log_t *log);
+static void orbit_pipeline_publish(ngx_log_t *log, json_t *result);
+static void orbit_pipeline_store_done(orbit_pg_query_t *q, PGresult *res);
 static ngx_int_t orbit_pipeline_answer(orbit_api_req_t *ar,
     orbit_pipeline_count_t *n);
 static void orbit_pipeline_json_free(void *data);
@@ -568,34 +576,48 @@ orbit_pipeline_challenge(orbit_channel_in_t *in)
 static void
 orbit_pipeline_stored(orbit_pipeline_wait_t *w, json_t *results, size_t first)
 {
-    size_t                   i;
-    json_t                  *r;
     orbit_api_req_t         *ar;
     orbit_pipeline_count_t   n;
 
     ar = w->in->ar;
 
-    ngx_memzero(&n, sizeof(orbit_pipeline_count_t));
-    n.received = w->nitems;
+    orbit_pipeline_results(results, first, w->nitems, &n,
+                           ar->r->connection->log);
 
-    for (i = first; i < first + w->nitems; i++) {
+    orbit_api_finish(ar, orbit_pipeline_answer(ar, &n));
+}
+
+
+/* n results of orbit_inbound() from first: counted, and published */
+
+static void
+orbit_pipeline_results(json_t *results, size_t first, size_t n,
+    orbit_pipeline_count_t *c, ngx_log_t *log)
+{
+    size_t   i;
+    json_t  *r;
+
+    ngx_memzero(c, sizeof(orbit_pipeline_count_t));
+    c->received = n;
+
+    for (i = first; i < first + n; i++) {
         r = json_array_get(results, i);
 
         if (!json_is_true(json_object_get(r, "ok"))) {
             if (ngx_strcmp(json_string_value(json_object_get(r, "reason")),
                            "unknown_account") == 0)
             {
-                n.unknown_accounts++;
+                c->unknown_accounts++;
 
             } else {
-                n.unknown_messages++;
+                c->unknown_messages++;
             }
 
             continue;
         }
 
         if (json_is_true(json_object_get(r, "duplicate"))) {
-            n.duplicates++;
+            c->duplicates++;
             continue;
         }
 
@@ -606,16 +628,14 @@ orbit_pipeline_stored(orbit_pipeline_wait_t *w, json_t *results, size_t first)
         if (ngx_strcmp(json_string_value(json_object_get(r, "event")),
                        "message_status") == 0)
         {
-            n.statuses++;
+            c->statuses++;
 
         } else {
-            n.stored++;
+            c->stored++;
         }
 
-        orbit_pipeline_publish(ar, r);
+        orbit_pipeline_publish(log, r);
     }
-
-    orbit_api_finish(ar, orbit_pipeline_answer(ar, &n));
 }
 
 
@@ -627,7 +647,7 @@ orbit_pipeline_stored(orbit_pipeline_wait_t *w, json_t *results, size_t first)
  */
 
 static void
-orbit_pipeline_publish(orbit_api_req_t *ar, json_t *result)
+orbit_pipeline_publish(ngx_log_t *log, json_t *result)
 {
     char        *data;
     size_t       i, n;
@@ -676,10 +696,101 @@ orbit_pipeline_publish(orbit_api_req_t *ar, json_t *result)
         json.len = ngx_strlen(data);
 
         (void) orbit_rt_broadcast(&tenant, rooms, 2, &to, event, &json, NULL,
-                                  ar->r->connection->log);
+                                  log);
 
         free(data);
     }
+}
+
+
+/*
+ * A job's items: one statement, ps->sql (SELECT orbit_inbound($1) when
+ * NULL) with the items as $1 and ps->values as $2...; its results are
+ * counted in ps and published, then ps->handler runs (ps->rc NGX_OK once
+ * committed).  NGX_ERROR: not sent, and no handler call.
+ */
+
+ngx_int_t
+orbit_pipeline_store(orbit_pipeline_store_t *ps)
+{
+    int                i;
+    char              *items;
+    const char       **v;
+    orbit_pg_pool_t   *pg;
+    orbit_pg_query_t  *q;
+
+    pg = ngx_http_orbit_pg();
+    q = orbit_pg_query_create(ps->pool);
+    v = ngx_palloc(ps->pool, (ps->nparams + 1) * sizeof(const char *));
+
+    if (pg == NULL || q == NULL || v == NULL) {
+        return NGX_ERROR;
+    }
+
+    items = json_dumps(ps->items, JSON_COMPACT);
+    if (items == NULL) {
+        return NGX_ERROR;
+    }
+
+    v[0] = orbit_api_strdup(ps->pool, items);
+    free(items);
+
+    if (v[0] == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < ps->nparams; i++) {
+        v[i + 1] = ps->values[i];
+    }
+
+    q->sql = ps->sql ? ps->sql : ORBIT_PIPELINE_SQL;
+    q->nparams = ps->nparams + 1;
+    q->values = v;
+    q->prepare = 1;
+    q->handler = orbit_pipeline_store_done;
+    q->data = ps;
+
+    return orbit_pg_query_send(pg, q);
+}
+
+
+static void
+orbit_pipeline_store_done(orbit_pg_query_t *q, PGresult *res)
+{
+    orbit_pipeline_store_t  *ps = q->data;
+
+    json_t                  *results;
+    orbit_pipeline_count_t   n;
+
+    ps->rc = NGX_ERROR;
+    results = NULL;
+
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK
+        && PQntuples(res) == 1)
+    {
+        results = json_loadb(PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0),
+                             0, NULL);
+    }
+
+    if (json_is_array(results)) {
+        ps->rc = NGX_OK;
+
+        orbit_pipeline_results(results, 0, json_array_size(results), &n,
+                               ps->log);
+
+        ps->stored = n.stored;
+        ps->duplicates = n.duplicates;
+        ps->unknown = n.unknown_accounts + n.unknown_messages;
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, ps->log, 0,
+                      "pipeline: the items were not stored: %s",
+                      res ? PQresultErrorMessage(res) : "no answer");
+    }
+
+    json_decref(results);
+
+    ps->handler(ps);
 }
 
 

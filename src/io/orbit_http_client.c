@@ -29,6 +29,7 @@
 #define ORBIT_HTTP_DEFAULT_TIMEOUT  30000
 #define ORBIT_HTTP_DEFAULT_MAX      (8 * 1024 * 1024)
 #define ORBIT_HTTP_BUF_MIN          4096
+#define ORBIT_HTTP_REPLY_MAX        65536   /* a mail server's lines */
 
 
 typedef struct {
@@ -44,11 +45,15 @@ typedef struct {
 typedef struct {
     orbit_http_req_t             req;      /* must be first */
     struct curl_slist           *slist;
+    struct curl_slist           *rcpt;     /* SMTP's recipients */
     size_t                       capacity; /* of req.response.data */
     size_t                       max;
+    size_t                       uploaded; /* of req.body, SMTP */
+    size_t                       reply_cap;
     ngx_queue_t                  queue;    /* in client->xfers or ->failed */
     ngx_str_t                    fail;     /* set by the socket callback */
     unsigned                     too_large:1;
+    unsigned                     mail:1;   /* not HTTP: SMTP, IMAP */
     char                         errbuf[CURL_ERROR_SIZE];
 } orbit_http_xfer_t;
 
@@ -77,6 +82,10 @@ static size_t orbit_http_write_cb(char *ptr, size_t size, size_t nmemb,
     void *userdata);
 static size_t orbit_http_header_cb(char *ptr, size_t size, size_t nmemb,
     void *userdata);
+static size_t orbit_http_read_cb(char *ptr, size_t size, size_t nmemb,
+    void *userdata);
+static size_t orbit_http_reply_line(orbit_http_xfer_t *x, u_char *line,
+    size_t n);
 
 static ngx_int_t orbit_http_sock_attach(orbit_http_sock_t *sock,
     curl_socket_t s);
@@ -92,6 +101,8 @@ static void orbit_http_check_done(orbit_http_client_t *hc);
 static void orbit_http_finish(orbit_http_xfer_t *x, CURLcode rc);
 static void orbit_http_release(orbit_http_xfer_t *x);
 static ngx_int_t orbit_http_setup(orbit_http_xfer_t *x, CURL *easy);
+static ngx_int_t orbit_http_setup_mail(orbit_http_xfer_t *x, CURL *easy,
+    ngx_str_t *method);
 static ngx_int_t orbit_http_fail(orbit_http_req_t *req, const char *text);
 static void orbit_http_req_cleanup(void *data);
 
@@ -305,8 +316,12 @@ orbit_http_send(orbit_http_client_t *hc, orbit_http_req_t *req)
     ngx_str_null(&req->error);
     req->timedout = 0;
     req->response_headers = NULL;
+    ngx_str_null(&req->reply);
+    req->result = 0;
 
     x->capacity = 0;
+    x->uploaded = 0;
+    x->reply_cap = 0;
     x->too_large = 0;
     x->errbuf[0] = '\0';
     ngx_str_null(&x->fail);
@@ -335,7 +350,9 @@ orbit_http_send(orbit_http_client_t *hc, orbit_http_req_t *req)
     if (orbit_http_setup(x, easy) != NGX_OK) {
         curl_easy_cleanup(easy);
         curl_slist_free_all(x->slist);
+        curl_slist_free_all(x->rcpt);
         x->slist = NULL;
+        x->rcpt = NULL;
 
         if (req->error.len == 0) {
             return orbit_http_fail(req, "could not set up the transfer");
@@ -351,7 +368,9 @@ orbit_http_send(orbit_http_client_t *hc, orbit_http_req_t *req)
     if (mrc != CURLM_OK) {
         curl_easy_cleanup(easy);
         curl_slist_free_all(x->slist);
+        curl_slist_free_all(x->rcpt);
         x->slist = NULL;
+        x->rcpt = NULL;
         return orbit_http_fail(req, curl_multi_strerror(mrc));
     }
 
@@ -431,7 +450,15 @@ orbit_http_setup(orbit_http_xfer_t *x, CURL *easy)
         return NGX_ERROR;
     }
 
-    if (curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https")
+    /* which protocols a URL may name is the caller's choice: http(s) */
+
+    x->mail = (req->url.len > 4
+               && (ngx_strncasecmp(req->url.data, (u_char *) "smtp", 4) == 0
+                   || ngx_strncasecmp(req->url.data, (u_char *) "imap", 4)
+                      == 0));
+
+    if (curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR,
+                         req->protocols ? req->protocols : "http,https")
         != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
            != CURLE_OK)
@@ -459,6 +486,11 @@ orbit_http_setup(orbit_http_xfer_t *x, CURL *easy)
 
     (void) curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
 
+    if (req->fresh) {
+        (void) curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+        (void) curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
+    }
+
     (void) curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, orbit_http_write_cb);
     (void) curl_easy_setopt(easy, CURLOPT_WRITEDATA, x);
     (void) curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION,
@@ -470,6 +502,10 @@ orbit_http_setup(orbit_http_xfer_t *x, CURL *easy)
     (void) curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
                             orbit_http_close_cb);
     (void) curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, req->client);
+
+    if (x->mail) {
+        return orbit_http_setup_mail(x, easy, &method);
+    }
 
     /* method and body */
 
@@ -539,6 +575,106 @@ orbit_http_setup(orbit_http_xfer_t *x, CURL *easy)
 }
 
 
+/*
+ * SMTP: the envelope and the message uploaded from req->body; IMAP: the
+ * URL's fetch, or a custom command.  Strings are copied by curl, lists
+ * are not: x->rcpt lives as long as the transfer.
+ */
+
+static ngx_int_t
+orbit_http_setup_mail(orbit_http_xfer_t *x, CURL *easy, ngx_str_t *method)
+{
+    u_char             *p;
+    ngx_str_t          *rcpt;
+    ngx_uint_t          i;
+    orbit_http_req_t   *req;
+    struct curl_slist  *sl;
+
+    req = &x->req;
+
+    if (req->username.len) {
+        p = ngx_pnalloc(req->pool, req->username.len + req->password.len + 2);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        (void) ngx_cpystrn(p, req->username.data, req->username.len + 1);
+        (void) ngx_cpystrn(p + req->username.len + 1, req->password.data,
+                           req->password.len + 1);
+
+        if (curl_easy_setopt(easy, CURLOPT_USERNAME, p) != CURLE_OK
+            || curl_easy_setopt(easy, CURLOPT_PASSWORD,
+                                p + req->username.len + 1)
+               != CURLE_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    /* plain smtp:// and imap:// take STARTTLS when the server offers it */
+
+    (void) curl_easy_setopt(easy, CURLOPT_USE_SSL, (long) CURLUSESSL_TRY);
+
+    if (req->mail_from.len) {
+        p = ngx_pnalloc(req->pool, req->mail_from.len + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        (void) ngx_cpystrn(p, req->mail_from.data, req->mail_from.len + 1);
+
+        if (curl_easy_setopt(easy, CURLOPT_MAIL_FROM, p) != CURLE_OK) {
+            return NGX_ERROR;
+        }
+
+        rcpt = req->mail_rcpt ? req->mail_rcpt->elts : NULL;
+
+        for (i = 0; rcpt && i < req->mail_rcpt->nelts; i++) {
+            p = ngx_pnalloc(req->pool, rcpt[i].len + 1);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            (void) ngx_cpystrn(p, rcpt[i].data, rcpt[i].len + 1);
+
+            sl = curl_slist_append(x->rcpt, (char *) p);
+            if (sl == NULL) {
+                return NGX_ERROR;
+            }
+
+            x->rcpt = sl;
+        }
+
+        if (x->rcpt == NULL) {
+            (void) orbit_http_fail(req, "no recipient");
+            return NGX_ERROR;
+        }
+
+        (void) curl_easy_setopt(easy, CURLOPT_MAIL_RCPT, x->rcpt);
+        (void) curl_easy_setopt(easy, CURLOPT_UPLOAD, 1L);
+        (void) curl_easy_setopt(easy, CURLOPT_READFUNCTION,
+                                orbit_http_read_cb);
+        (void) curl_easy_setopt(easy, CURLOPT_READDATA, x);
+        (void) curl_easy_setopt(easy, CURLOPT_INFILESIZE_LARGE,
+                                (curl_off_t) req->body.len);
+
+        return NGX_OK;
+    }
+
+    if (req->method.len) {
+        p = ngx_pnalloc(req->pool, method->len + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        (void) ngx_cpystrn(p, method->data, method->len + 1);
+        (void) curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, p);
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 orbit_http_fail(orbit_http_req_t *req, const char *text)
 {
@@ -596,7 +732,9 @@ orbit_http_release(orbit_http_xfer_t *x)
     curl_easy_cleanup(easy);
 
     curl_slist_free_all(x->slist);
+    curl_slist_free_all(x->rcpt);
     x->slist = NULL;
+    x->rcpt = NULL;
 }
 
 
@@ -1050,6 +1188,7 @@ orbit_http_finish(orbit_http_xfer_t *x, CURLcode rc)
 
     code = 0;
     (void) curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
+    req->result = (int) rc;
 
     if (x->fail.len) {
         req->error = x->fail;
@@ -1198,6 +1337,11 @@ orbit_http_header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
         return n;
     }
 
+    if (x->mail) {
+        /* a mail server's reply line, not a header */
+        return orbit_http_reply_line(x, line, end - line) ? n : 0;
+    }
+
     if (end - line > 5 && ngx_strncmp(line, "HTTP/", 5) == 0) {
         /* interim (100) or proxy responses: keep the last block only */
         req->response_headers->nelts = 0;
@@ -1248,4 +1392,77 @@ orbit_http_header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
     *ngx_cpymem(h->value.data, v, h->value.len) = '\0';
 
     return n;
+}
+
+
+/* SMTP's DATA: the message from req->body */
+
+static size_t
+orbit_http_read_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    orbit_http_xfer_t *x = userdata;
+
+    size_t  n;
+
+    n = x->req.body.len - x->uploaded;
+
+    if (n > size * nmemb) {
+        n = size * nmemb;
+    }
+
+    if (n) {
+        ngx_memcpy(ptr, x->req.body.data + x->uploaded, n);
+        x->uploaded += n;
+    }
+
+    return n;
+}
+
+
+/*
+ * Appends "line\r\n" to req->reply; past ORBIT_HTTP_REPLY_MAX the lines
+ * are dropped (a long CAPABILITY or SEARCH answer is not an error).
+ * Returns 0 when out of memory.
+ */
+
+static size_t
+orbit_http_reply_line(orbit_http_xfer_t *x, u_char *line, size_t n)
+{
+    u_char            *p;
+    size_t             need, cap;
+    orbit_http_req_t  *req;
+
+    req = &x->req;
+    need = req->reply.len + n + 2;
+
+    if (need > ORBIT_HTTP_REPLY_MAX) {
+        return 1;
+    }
+
+    if (need > x->reply_cap) {
+        cap = x->reply_cap ? x->reply_cap * 2 : 1024;
+
+        while (cap < need) {
+            cap *= 2;
+        }
+
+        p = ngx_pnalloc(req->pool, cap);
+        if (p == NULL) {
+            return 0;
+        }
+
+        if (req->reply.len) {
+            ngx_memcpy(p, req->reply.data, req->reply.len);
+        }
+
+        req->reply.data = p;
+        x->reply_cap = cap;
+    }
+
+    p = ngx_cpymem(req->reply.data + req->reply.len, line, n);
+    *p++ = CR;
+    *p = LF;
+    req->reply.len = need;
+
+    return 1;
 }

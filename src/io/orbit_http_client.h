@@ -2,6 +2,16 @@
  * OrbitDesk: outbound HTTP through libcurl's multi-socket interface, driven
  * by nginx events and one nginx timer per worker.  Many transfers run at
  * once per worker; each has its own timeout and a callback.
+ *
+ * Mail transfers go the same way, opted into per request (protocols):
+ *   smtp://, smtps://  mail_from and mail_rcpt set: MAIL FROM, RCPT TO,
+ *                      and body uploaded as the message (DATA)
+ *   imap://, imaps://  curl's URL semantics (";UID=n" fetches a message
+ *                      into response), or method as a custom command
+ *                      ("UID SEARCH ...": its untagged lines in response)
+ * Plain smtp:// and imap:// upgrade with STARTTLS when the server offers
+ * it.  The server's reply lines (greeting, each command's answer) are kept
+ * in reply; status is the last reply code when the transfer succeeded.
  */
 
 #ifndef _ORBIT_HTTP_CLIENT_H_INCLUDED_
@@ -31,11 +41,22 @@ struct orbit_http_req_s {
     orbit_http_done_pt           handler;
     void                        *data;
 
+    /* in, mail: NULL protocols allow "http,https" only */
+    const char                  *protocols;    /* "smtp,smtps" */
+    ngx_str_t                    username;
+    ngx_str_t                    password;
+    ngx_str_t                    mail_from;    /* SMTP: body is sent */
+    ngx_array_t                 *mail_rcpt;    /* SMTP: of ngx_str_t */
+    unsigned                     fresh:1;      /* a connection of its own,
+                                                  closed after */
+
     /* out: status 0 means no HTTP response (error says why) */
     ngx_uint_t                   status;
     ngx_str_t                    response;     /* body, in req's pool */
     ngx_array_t                 *response_headers; /* of ngx_table_elt_t */
     ngx_str_t                    error;
+    ngx_str_t                    reply;        /* mail: "line\r\n"... */
+    int                          result;       /* libcurl's CURLcode */
     unsigned                     timedout:1;
 
     /* private */
