@@ -12,6 +12,7 @@
 use strict;
 use warnings;
 use Test::More;
+use File::Spec;
 use Time::HiRes qw(time sleep);
 use Orbit::Test;
 use Orbit::Node;
@@ -23,14 +24,19 @@ my $W = Orbit::Nginx::valgrind_enabled() ? 30 : 8;
 
 my $fb = Orbit::Fake->start('meta');
 
+my $servroot = File::Spec->rel2abs($ENV{TEST_NGINX_SERVROOT}
+                                   // 't/servroot');
 my $HTTP = <<"_EOC_";
 orbit_channel_api messenger @{[ $fb->url ]}/v21.0;
 orbit_jobs_backoff 200ms max=1s;
 orbit_jobs_poll 1s;
+orbit_media local $servroot/media;
 _EOC_
 
+# /cdn/ stands for Meta's CDN, where attachments' URLs point
 my $t = orbit_nginx(workers => 2, http_extra => $HTTP,
-                    config => "location /socket.io/ { orbit_socketio; }\n");
+                    config => "location /socket.io/ { orbit_socketio; }\n"
+                              . "location /cdn/ { root html; }\n");
 $t->start;
 
 my $hook = "http://127.0.0.1:$port/api/v1/channels/messenger/webhook";
@@ -416,6 +422,27 @@ is(count("SELECT count(*) FROM jobs WHERE kind = 'message.typing'"
    'a conversation whose channel shows no typing: no job');
 is(count("SELECT count(*) FROM jobs WHERE kind = 'message.typing'"
          . " AND tenant_id = '$ta'"), 2, '... one job per indicator');
+
+# --- an attachment's bytes are fetched from the CDN and kept
+my $jpeg = "\xff\xd8\xff\xe0" . join('', map { chr(($_ * 11) % 256) } 1 .. 4000);
+mkdir $t->html_dir . '/cdn';
+open my $cdn, '>', $t->html_dir . '/cdn/photo.jpg' or die $!;
+binmode $cdn;
+print $cdn $jpeg;
+close $cdn;
+my $amid = meta_mid();
+$r = emit(meta_attachment(page => $page, psid => $psid, mid => $amid,
+                          type => 'image',
+                          url => "http://127.0.0.1:$port/cdn/photo.jpg"));
+is($r->{status}, 200, 'an image attachment comes in');
+my $kept;
+ok(wait_until($W, sub {
+    $kept = psql("SELECT content->'media'->>'mediaId' FROM messages"
+                 . " WHERE provider_message_id = '$amid'");
+    $kept }), '... its bytes are fetched from the CDN URL (no hook needed)');
+$r = api($t, 'GET', "/api/v1/media/$kept", token => $tok);
+ok($r->{status} == 200 && $r->{body} eq $jpeg, '... and kept: the same bytes');
+is($r->{headers}{'content-type'}, 'image/jpeg', '... with the CDN\'s type');
 
 # --- a delivery that outruns its send's commit: kept, applied when the
 # send commits, and the event says delivered

@@ -80,6 +80,12 @@ typedef struct {
  */
 #define ORBIT_CHANNEL_POLLED  0x0002
 
+/*
+ * The provider sends media as URLs anyone may fetch for a while (a CDN's):
+ * the media.fetch job downloads them without a media hook.
+ */
+#define ORBIT_CHANNEL_MEDIA_URL  0x0004
+
 
 /*
  * One outbound message, as its delivery job hands it to the adapter: the

@@ -76,6 +76,7 @@ enum {
 static void orbit_media_fetch_loaded(orbit_pg_query_t *q, PGresult *res);
 static ngx_int_t orbit_media_fetch_prepare(orbit_media_fetch_t *mf,
     PGresult *res);
+static ngx_int_t orbit_media_fetch_direct(orbit_media_fetch_t *mf);
 static ngx_int_t orbit_media_fetch_send(orbit_media_fetch_t *mf);
 static void orbit_media_fetch_answered(orbit_http_req_t *req);
 static void orbit_media_fetch_refused(orbit_media_fetch_t *mf,
@@ -263,7 +264,7 @@ orbit_media_fetch_prepare(orbit_media_fetch_t *mf, PGresult *res)
 
     mf->ch = orbit_channel_for(PQgetvalue(res, 0, ORBIT_MF_CHANNEL));
 
-    if (mf->ch == NULL || mf->ch->media == NULL) {
+    if (mf->ch == NULL) {
         orbit_channel_error(out, 501, "This channel's media cannot be "
                                       "fetched");
         return NGX_DECLINED;
@@ -312,7 +313,53 @@ orbit_media_fetch_prepare(orbit_media_fetch_t *mf, PGresult *res)
         return NGX_ERROR;
     }
 
-    return mf->ch->media(out, mf->media);
+    if (mf->ch->media) {
+        return mf->ch->media(out, mf->media);
+    }
+
+    if (mf->ch->flags & ORBIT_CHANNEL_MEDIA_URL) {
+        return orbit_media_fetch_direct(mf);
+    }
+
+    orbit_channel_error(out, 501, "This channel's media cannot be fetched");
+    return NGX_DECLINED;
+}
+
+
+/*
+ * A channel whose provider names media by a URL anyone holding it may
+ * fetch (Messenger's and Instagram's CDN links, which expire): the
+ * download itself, with no credentials.  Only for such channels
+ * (ORBIT_CHANNEL_MEDIA_URL): a URL a tenant's own peer sent (the API
+ * channel) is never fetched from here.
+ */
+
+static ngx_int_t
+orbit_media_fetch_direct(orbit_media_fetch_t *mf)
+{
+    ngx_str_t    url;
+    const char  *s;
+
+    s = json_string_value(json_object_get(mf->media, "url"));
+
+    url.data = (u_char *) s;
+    url.len = s ? ngx_strlen(s) : 0;
+
+    if (s == NULL || !orbit_media_fetch_absolute(&url)) {
+        orbit_channel_error(&mf->out, 400, "The media has no URL to fetch "
+                                           "it by");
+        return NGX_DECLINED;
+    }
+
+    mf->out.req->url.data = ngx_pnalloc(mf->job->pool, url.len);
+    if (mf->out.req->url.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    mf->out.req->url.len = url.len;
+    ngx_memcpy(mf->out.req->url.data, url.data, url.len);
+
+    return NGX_DONE;
 }
 
 

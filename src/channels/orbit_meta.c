@@ -119,7 +119,7 @@ const orbit_channel_t  orbit_channel_messenger = {
     NULL,
     NULL,
     NULL,
-    0,
+    ORBIT_CHANNEL_MEDIA_URL,
     orbit_messenger_typing,
 };
 
@@ -137,7 +137,7 @@ const orbit_channel_t  orbit_channel_instagram = {
     NULL,
     NULL,
     NULL,
-    0,
+    ORBIT_CHANNEL_MEDIA_URL,
     orbit_instagram_typing,
 };
 
