@@ -397,7 +397,11 @@ is(scalar @{ sends() } - $n, 1, '... only that one reached Twilio');
 
 # a contact without a phone
 my $k2 = psql("WITH c AS (INSERT INTO contacts (tenant_id, name)"
-              . " VALUES ('$ta', 'No Phone') RETURNING id) SELECT id FROM c");
+              . " VALUES ('$ta', 'No Phone') RETURNING id, tenant_id),"
+              . " k AS (INSERT INTO tenant_counters AS t (tenant_id,"
+              . " contacts) SELECT tenant_id, 1 FROM c ON CONFLICT"
+              . " (tenant_id) DO UPDATE SET contacts = t.contacts + 1)"
+              . " SELECT id FROM c");
 my $conn = psql("SELECT id FROM channel_connections WHERE account_id"
                 . " = '$number'");
 my $conv2 = psql("INSERT INTO conversations (tenant_id, contact_id, channel,"
