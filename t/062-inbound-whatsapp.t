@@ -451,6 +451,17 @@ ok(wait_until(5, sub { psql("SELECT count(*) FROM messages WHERE tenant_id"
                             . " = '$ta' AND content->>'text' = 'gone'") == 1 }),
    'a webhook whose client left before the answer is stored');
 
+# --- ids in time order (015): new rows go to the right of their b-trees
+my @ids = split /\n/, psql("SELECT id FROM messages WHERE tenant_id = '$ta'"
+                           . " ORDER BY created_at, id");
+is(scalar(grep { substr($_, 14, 1) ne '7' } @ids), 0,
+   'the messages\' ids are UUID version 7');
+is(scalar(grep { substr($ids[$_], 0, 13) lt substr($ids[$_ - 1], 0, 13) }
+          1 .. $#ids), 0, '... in the order they were stored');
+is(psql("SELECT substr(k.id::text, 15, 1) FROM contacts k"
+        . " WHERE k.tenant_id = '$ta' ORDER BY created_at DESC LIMIT 1"), '7',
+   '... and the contacts\' too');
+
 $_->stop for values %sock;
 $t->stop;
 no_bad_log($t);
