@@ -96,6 +96,7 @@ static ngx_int_t orbit_outbound_record(orbit_outbound_t *ob,
     const char **v);
 static void orbit_outbound_recorded(orbit_pg_query_t *q, PGresult *res);
 static void orbit_outbound_finish_sent(orbit_outbound_t *ob);
+static void orbit_outbound_release(orbit_outbound_t *ob);
 static void orbit_outbound_publish(orbit_outbound_t *ob, const char *status);
 static ngx_int_t orbit_outbound_media_link(orbit_outbound_t *ob);
 static char *orbit_outbound_col(orbit_outbound_t *ob, PGresult *res,
@@ -691,14 +692,7 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
         }
     }
 
-    json_decref(out->message);
-    json_decref(out->config);
-    json_decref(out->credentials);
-    json_decref(out->thread);
-    out->thread = NULL;
-    out->message = NULL;
-    out->config = NULL;
-    out->credentials = NULL;
+    orbit_outbound_release(ob);
 
     orbit_job_finish(ob->job, &done);
 }
@@ -776,17 +770,29 @@ orbit_outbound_finish_sent(orbit_outbound_t *ob)
 
     orbit_outbound_publish(ob, ob->status ? ob->status : "sent");
 
-    json_decref(ob->out.message);
-    json_decref(ob->out.config);
-    json_decref(ob->out.credentials);
-    ob->out.message = NULL;
-    ob->out.config = NULL;
-    ob->out.credentials = NULL;
+    orbit_outbound_release(ob);
 
     ngx_memzero(&done, sizeof(orbit_job_outcome_t));
     done.status = ORBIT_JOB_DONE;
 
     orbit_job_finish(ob->job, &done);
+}
+
+
+/* what the run parsed goes before its pool may */
+
+static void
+orbit_outbound_release(orbit_outbound_t *ob)
+{
+    json_decref(ob->out.message);
+    json_decref(ob->out.config);
+    json_decref(ob->out.credentials);
+    json_decref(ob->out.thread);
+
+    ob->out.message = NULL;
+    ob->out.config = NULL;
+    ob->out.credentials = NULL;
+    ob->out.thread = NULL;
 }
 
 
