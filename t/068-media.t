@@ -72,6 +72,26 @@ is($r->{headers}{'content-disposition'}, 'inline; filename="parcel.png"',
    '... and its name');
 is($r->{headers}{'x-content-type-options'}, 'nosniff', '... never sniffed');
 
+is($r->{headers}{'content-security-policy'}, "sandbox; default-src 'none'",
+   '... sandboxed');
+ok($r->{headers}{etag} && $r->{headers}{'last-modified'},
+   '... with an ETag and Last-Modified');
+$r = api($t, 'GET', "/api/v1/media/$up->{id}", token => $tok,
+         headers => { Range => 'bytes=0-9' });
+is($r->{status}, 206, 'a range: 206');
+ok($r->{body} eq substr($png, 0, 10), '... those bytes');
+
+my $html = upload('<script>alert(1)</script>', type => 'text/html',
+                  filename => 'x.html')->{json};
+$r = api($t, 'GET', "/api/v1/media/$html->{id}", token => $tok);
+is($r->{headers}{'content-disposition'}, 'attachment; filename="x.html"',
+   'HTML is never shown inline: an attachment');
+is($r->{headers}{'content-security-policy'}, "sandbox; default-src 'none'",
+   '... and sandboxed');
+$r = upload('a', type => "text/plain;   charset=utf-8");
+is($r->{json}{mimeType}, 'text/plain; charset=utf-8',
+   'a type\'s runs of spaces made one (as S3 signs it)');
+
 $r = api($t, 'GET', "/api/v1/media/$up->{id}", token => $tok_b);
 is($r->{status}, 404, 'another tenant: 404');
 $r = api($t, 'GET', "/api/v1/media/$up->{id}");
@@ -96,7 +116,7 @@ is($r->{status}, 413, 'over client_max_body_size: 413, from nginx');
 is(api($t, 'POST', '/api/v1/media', raw => 'abc',
        headers => { 'Content-Type' => 'text/plain' })->{status}, 401,
    'an upload without a token: 401');
-is(psql("SELECT count(*) FROM media WHERE tenant_id = '$ta'"), 1,
+is(psql("SELECT count(*) FROM media WHERE tenant_id = '$ta'"), 3,
    'nothing stored of the refused ones');
 
 # --- a WhatsApp conversation, to send and receive media
@@ -259,6 +279,47 @@ is(psql("SELECT attempts || ' ' || status FROM jobs WHERE kind ="
    '... in two attempts');
 $r = api($t, 'GET', "/api/v1/media/$ours2", token => $tok);
 ok($r->{status} == 200 && $r->{body} eq $again, '... the bytes kept');
+
+# --- what the sender names is cleaned before it is kept and served
+my $doc_id = '5' . substr(uniq(''), -12);
+$wa->media(id => $doc_id, mime_type => 'application/octet-stream',
+           content => 'quarterly numbers');
+my $doc_wamid = wa_wamid();
+$r = $wa->emit(url => $hook, app_secret => $app_secret,
+               payload => wa_media(phone_number_id => $pn, wa_id => $cust,
+                                   type => 'document', id => $doc_id,
+                                   wamid => $doc_wamid,
+                                   mime_type => "text/html\r\nX-Evil: 1",
+                                   filename => "a\"b\r\nX-Evil: 1.pdf"));
+is($r->{status}, 200, 'a document with a hostile name and type');
+my $doc;
+ok(wait_until($W, sub {
+    $doc = psql("SELECT content->'media'->>'mediaId' FROM messages"
+                . " WHERE provider_message_id = '$doc_wamid'");
+    $doc }), '... is fetched all the same');
+is(psql("SELECT mime_type || '|' || filename FROM media WHERE id = '$doc'"),
+   'application/octet-stream|a_b__X-Evil: 1.pdf',
+   '... its type refused, its name cleaned');
+$r = api($t, 'GET', "/api/v1/media/$doc", token => $tok);
+ok(!exists $r->{headers}{'x-evil'}, '... no header injected');
+is($r->{headers}{'content-disposition'},
+   'attachment; filename="a_b__X-Evil: 1.pdf"', '... an attachment');
+
+# --- larger than orbit_media_max_size: failed for good, downloaded once
+my $big_id = '4' . substr(uniq(''), -12);
+$wa->media(id => $big_id, mime_type => 'video/mp4',
+           content => 'v' x (1024 * 1024 + 10));
+my $big_wamid = wa_wamid();
+$r = $wa->emit(url => $hook, app_secret => $app_secret,
+               payload => wa_media(phone_number_id => $pn, wa_id => $cust,
+                                   type => 'video', id => $big_id,
+                                   wamid => $big_wamid));
+ok(wait_until($W, sub {
+    psql("SELECT j.status || ' ' || j.attempts FROM jobs j JOIN messages m"
+         . " ON m.id::text = j.payload->>'messageId'"
+         . " WHERE j.kind = 'media.fetch'"
+         . " AND m.provider_message_id = '$big_wamid'") eq 'failed 1' }),
+   'a video over orbit_media_max_size: failed at once, not retried');
 
 # --- media Graph does not know: failed for good, the message unchanged
 my $gone = wa_wamid();

@@ -215,6 +215,11 @@ ngx_int_t orbit_api_media_upload(orbit_api_req_t *ar);
 ngx_int_t orbit_api_media_get(orbit_api_req_t *ar);
 ngx_int_t orbit_api_media_content(orbit_api_req_t *ar);
 
+/* a media type and a file name as they are stored and served (see
+ * orbit_api_media.c), in pool */
+const char *orbit_media_type(ngx_pool_t *pool, u_char *s, size_t len);
+const char *orbit_media_filename(ngx_pool_t *pool, const char *name);
+
 /* a URL a provider fetches a tenant's media by (a signed link on
  * orbit_public_url, or S3's presigned URL): NGX_DECLINED when none */
 ngx_int_t orbit_media_link(ngx_pool_t *pool, ngx_str_t *tenant,

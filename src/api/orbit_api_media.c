@@ -44,6 +44,7 @@ static ngx_int_t orbit_media_send_file(orbit_api_req_t *ar, u_char *path,
 static ngx_int_t orbit_media_sign(const char *id, time_t expires,
     char sig[ORBIT_MEDIA_SIG_LEN + 1]);
 static ngx_int_t orbit_media_mime_ok(ngx_str_t *mime);
+static ngx_uint_t orbit_media_inline(const char *mime);
 
 
 static const char  orbit_media_find_sql[] =
@@ -76,6 +77,12 @@ orbit_api_media_upload(orbit_api_req_t *ar)
     }
 
     mime = ct->value;
+
+    if (ar->r->headers_in.content_length_n > (off_t) st->max_size) {
+        return orbit_api_send_error(ar, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                    "The file is larger than "
+                                    "orbit_media_max_size");
+    }
 
     if (ngx_strlcasestrn(mime.data, mime.data + mime.len,
                          (u_char *) "multipart/", 10 - 1)
@@ -114,7 +121,7 @@ orbit_api_media_upload(orbit_api_req_t *ar)
 
     up->ar = ar;
     up->filename = orbit_api_arg(ar, "filename");
-    up->mime = orbit_api_strdup_n(ar->r->pool, mime.data, mime.len);
+    up->mime = orbit_media_type(ar->r->pool, mime.data, mime.len);
 
     if (up->filename
         && (up->filename[0] == '\0'
@@ -139,7 +146,8 @@ orbit_api_media_upload(orbit_api_req_t *ar)
     up->op->http = ngx_http_orbit_http_client();
     up->op->key.len = ar->who.tenant_id.len + 1 + ORBIT_UUID_LEN;
     up->op->key.data = ngx_pnalloc(ar->r->pool, up->op->key.len);
-    up->op->mime = mime;
+    up->op->mime.data = (u_char *) up->mime;
+    up->op->mime.len = up->mime ? ngx_strlen(up->mime) : 0;
     up->op->data = body;
     up->op->handler = orbit_media_stored;
     up->op->ctx = up;
@@ -343,6 +351,7 @@ static ngx_int_t
 orbit_media_send_file(orbit_api_req_t *ar, u_char *path, const char *mime,
     const char *filename)
 {
+    char                 *how;
     ngx_fd_t              fd;
     ngx_int_t             rc;
     ngx_buf_t            *b;
@@ -387,6 +396,13 @@ orbit_media_send_file(orbit_api_req_t *ar, u_char *path, const char *mime,
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = ngx_file_size(&fi);
+    r->headers_out.last_modified_time = ngx_file_mtime(&fi);
+    r->allow_ranges = 1;
+
+    if (ngx_http_set_etag(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     r->headers_out.content_type.data = (u_char *) mime;
     r->headers_out.content_type.len = ngx_strlen(mime);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
@@ -400,20 +416,32 @@ orbit_media_send_file(orbit_api_req_t *ar, u_char *path, const char *mime,
     h->hash = 1;
     ngx_str_set(&h->key, "Content-Disposition");
 
-    if (filename) {
-        h->value.data = ngx_pnalloc(r->pool, sizeof("inline; filename=\"\"")
-                                             + ngx_strlen(filename));
-        if (h->value.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    /* shown in the browser only what cannot run script there */
 
-        h->value.len = ngx_sprintf(h->value.data, "inline; filename=\"%s\"",
-                                   filename)
-                       - h->value.data;
+    how = orbit_media_inline(mime) ? "inline" : "attachment";
+    filename = orbit_media_filename(r->pool, filename);
 
-    } else {
-        ngx_str_set(&h->value, "inline");
+    h->value.data = ngx_pnalloc(r->pool, sizeof("attachment; filename=\"\"")
+                                         + (filename ? ngx_strlen(filename)
+                                                     : 0));
+    if (h->value.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    h->value.len = (filename
+                    ? ngx_sprintf(h->value.data, "%s; filename=\"%s\"", how,
+                                  filename)
+                    : ngx_sprintf(h->value.data, "%s", how))
+                   - h->value.data;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Content-Security-Policy");
+    ngx_str_set(&h->value, "sandbox; default-src 'none'");
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -593,4 +621,122 @@ orbit_media_mime_ok(ngx_str_t *mime)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A media type as we store and send it: trimmed, its runs of spaces made
+ * one (S3 signs it so), checked; "application/octet-stream" for anything
+ * that is not one.  In pool.
+ */
+
+const char *
+orbit_media_type(ngx_pool_t *pool, u_char *s, size_t len)
+{
+    u_char     *p, *d, *t;
+    ngx_str_t   type;
+
+    while (len && (*s == ' ' || *s == '\t')) {
+        s++;
+        len--;
+    }
+
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) {
+        len--;
+    }
+
+    t = ngx_pnalloc(pool, len + 1);
+    if (t == NULL) {
+        return NULL;
+    }
+
+    d = t;
+
+    for (p = s; p < s + len; p++) {
+        if ((*p == ' ' || *p == '\t') && d > t && d[-1] == ' ') {
+            continue;
+        }
+
+        *d++ = (*p == '\t') ? ' ' : *p;
+    }
+
+    *d = '\0';
+
+    type.data = t;
+    type.len = d - t;
+
+    if (type.len == 0 || orbit_media_mime_ok(&type) != NGX_OK) {
+        return "application/octet-stream";
+    }
+
+    return (char *) t;
+}
+
+
+/*
+ * A file's name as we keep and show it: at most 255 bytes (whole UTF-8
+ * characters), control characters, quotes, backslashes and slashes made
+ * "_".  NULL when none is left.  In pool.
+ */
+
+const char *
+orbit_media_filename(ngx_pool_t *pool, const char *name)
+{
+    u_char  *p, *d, *f;
+    size_t   len;
+
+    if (name == NULL) {
+        return NULL;
+    }
+
+    len = ngx_strlen(name);
+
+    if (len > ORBIT_MEDIA_MAX_NAME) {
+        len = ORBIT_MEDIA_MAX_NAME;
+
+        /* not in the middle of a character */
+        while (len && ((u_char) name[len] & 0xc0) == 0x80) {
+            len--;
+        }
+    }
+
+    f = ngx_pnalloc(pool, len + 1);
+    if (f == NULL) {
+        return NULL;
+    }
+
+    d = f;
+
+    for (p = (u_char *) name; p < (u_char *) name + len; p++) {
+        *d++ = (*p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\'
+                || *p == '/') ? '_' : *p;
+    }
+
+    *d = '\0';
+
+    return (d == f) ? NULL : (char *) f;
+}
+
+
+/* types a browser renders without running anything: shown inline */
+
+static ngx_uint_t
+orbit_media_inline(const char *mime)
+{
+    ngx_uint_t  i;
+
+    static const char *const  safe[] = {
+        "image/png", "image/jpeg", "image/gif", "image/webp", "audio/",
+        "video/", "application/pdf", "text/plain", NULL
+    };
+
+    for (i = 0; safe[i]; i++) {
+        if (ngx_strncasecmp((u_char *) mime, (u_char *) safe[i],
+                            ngx_strlen(safe[i])) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }

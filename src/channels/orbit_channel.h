@@ -260,6 +260,17 @@ orbit_send_rc_e orbit_channel_graph_error(orbit_channel_out_t *out,
 ngx_int_t orbit_channel_sign(orbit_channel_out_t *out, const char *secret,
     ngx_str_t *body, char **header);
 
+/* the JSON a job parsed into out (message, config, credentials, thread)
+ * released, before the job's pool may go */
+void orbit_channel_out_release(orbit_channel_out_t *out);
+
+/* ... and released when pool goes, whatever cut the job's run short */
+ngx_int_t orbit_channel_out_guard(orbit_channel_out_t *out,
+    ngx_pool_t *pool);
+
+/* X-Hub-Signature-256 under META_APP_SECRET: Meta's channels' verify */
+ngx_int_t orbit_channel_meta_verify(orbit_channel_in_t *in);
+
 /* an error {"code": code, "title": title} in out->error */
 void orbit_channel_error(orbit_channel_out_t *out, ngx_int_t code,
     const char *title);

@@ -425,3 +425,58 @@ orbit_channel_graph_error(orbit_channel_out_t *out, json_t *res,
 
     return ORBIT_SEND_FAIL;
 }
+
+
+void
+orbit_channel_out_release(orbit_channel_out_t *out)
+{
+    json_decref(out->message);
+    json_decref(out->config);
+    json_decref(out->credentials);
+    json_decref(out->thread);
+
+    out->message = NULL;
+    out->config = NULL;
+    out->credentials = NULL;
+    out->thread = NULL;
+}
+
+
+/* a job's pool cleanup: a run cut off (lease, shutdown) leaks nothing */
+
+static void
+orbit_channel_out_cleanup(void *data)
+{
+    orbit_channel_out_release(data);
+}
+
+
+ngx_int_t
+orbit_channel_out_guard(orbit_channel_out_t *out, ngx_pool_t *pool)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = orbit_channel_out_cleanup;
+    cln->data = out;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+orbit_channel_meta_verify(orbit_channel_in_t *in)
+{
+    const char  *secret;
+
+    secret = orbit_channel_meta_secret(in, 0);
+    if (secret == NULL) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    return orbit_channel_hub_signature(in, secret);
+}

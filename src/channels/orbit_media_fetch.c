@@ -127,6 +127,10 @@ orbit_media_fetch_job(orbit_job_t *job)
     mf->out.pool = job->pool;
     mf->out.log = job->log;
 
+    if (orbit_channel_out_guard(&mf->out, job->pool) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     v[0] = json_string_value(json_object_get(job->json, "messageId"));
     v[1] = json_string_value(json_object_get(job->json, "messageCreatedAt"));
     v[2] = job->tenant_id.len
@@ -474,6 +478,12 @@ orbit_media_fetch_refused(orbit_media_fetch_t *mf, orbit_http_req_t *req)
         }
     }
 
+    if (req->too_large) {
+        orbit_media_fetch_end(mf, ORBIT_JOB_FAIL, "the media is larger than "
+                                                  "orbit_media_max_size");
+        return;
+    }
+
     orbit_media_fetch_end(mf,
                           (req->status == 0 || req->status == 429
                            || req->status >= 500)
@@ -639,16 +649,16 @@ orbit_media_fetch_store(orbit_media_fetch_t *mf)
                                (u_char *) "application/octet-stream", 24)
                != 0))
     {
-        mf->mime = orbit_api_strdup_n(mf->job->pool, type->data, type->len);
+        mf->mime = orbit_media_type(mf->job->pool, type->data, type->len);
+
+    } else {
+        /* the webhook's word (the sender's, on Telegram): checked too; a
+         * copy, as it outlives the message's JSON */
+
+        mf->mime = orbit_media_type(mf->job->pool,
+                                    (u_char *) (mf->mime ? mf->mime : ""),
+                                    mf->mime ? ngx_strlen(mf->mime) : 0);
     }
-
-    if (mf->mime == NULL) {
-        mf->mime = "application/octet-stream";
-    }
-
-    /* it outlives the message's JSON, released before the effect runs */
-
-    mf->mime = orbit_api_strdup(mf->job->pool, mf->mime);
 
     op = orbit_storage_op_create(mf->job->pool);
 
@@ -728,9 +738,9 @@ orbit_media_fetch_stored(orbit_storage_op_t *op)
     /* copied: the message's JSON is released before the effect runs */
 
     name = json_string_value(json_object_get(mf->media, "filename"));
-    v[9] = name ? orbit_api_strdup(mf->job->pool, name) : NULL;
+    v[9] = orbit_media_filename(mf->job->pool, name);
 
-    if (v[0] == NULL || v[5] == NULL || (name && v[9] == NULL)) {
+    if (v[0] == NULL || v[5] == NULL) {
         orbit_media_fetch_end(mf, ORBIT_JOB_RETRY, "out of memory");
         return;
     }
@@ -739,12 +749,7 @@ orbit_media_fetch_stored(orbit_storage_op_t *op)
 
     orbit_media_fetch_publish(mf);
 
-    json_decref(mf->out.message);
-    json_decref(mf->out.config);
-    json_decref(mf->out.credentials);
-    mf->out.message = NULL;
-    mf->out.config = NULL;
-    mf->out.credentials = NULL;
+    orbit_channel_out_release(&mf->out);
 
     ngx_memzero(&done, sizeof(orbit_job_outcome_t));
     done.status = ORBIT_JOB_DONE;
@@ -820,12 +825,7 @@ orbit_media_fetch_end(orbit_media_fetch_t *mf, orbit_job_status_e status,
                       status == ORBIT_JOB_RETRY ? "retried" : "failed", why);
     }
 
-    json_decref(mf->out.message);
-    json_decref(mf->out.config);
-    json_decref(mf->out.credentials);
-    mf->out.message = NULL;
-    mf->out.config = NULL;
-    mf->out.credentials = NULL;
+    orbit_channel_out_release(&mf->out);
 
     ngx_memzero(&done, sizeof(orbit_job_outcome_t));
     done.status = status;

@@ -52,7 +52,6 @@ typedef struct {
 } orbit_meta_ctx_t;
 
 
-static ngx_int_t orbit_meta_verify(orbit_channel_in_t *in);
 static ngx_int_t orbit_meta_normalize(orbit_channel_in_t *in);
 static ngx_int_t orbit_meta_payload(orbit_meta_ctx_t *ctx, json_t *root);
 static ngx_int_t orbit_meta_event(orbit_meta_ctx_t *ctx, json_t *ev);
@@ -110,7 +109,7 @@ const orbit_channel_t  orbit_channel_messenger = {
     "messenger",
     "messenger",
     orbit_channel_hub_challenge,
-    orbit_meta_verify,
+    orbit_channel_meta_verify,
     orbit_meta_normalize,
     orbit_messenger_send,
     orbit_messenger_sent,
@@ -128,7 +127,7 @@ const orbit_channel_t  orbit_channel_instagram = {
     "instagram",
     "instagram",
     orbit_channel_hub_challenge,
-    orbit_meta_verify,
+    orbit_channel_meta_verify,
     orbit_meta_normalize,
     orbit_instagram_send,
     orbit_instagram_sent,
@@ -140,22 +139,6 @@ const orbit_channel_t  orbit_channel_instagram = {
     ORBIT_CHANNEL_MEDIA_URL,
     orbit_instagram_typing,
 };
-
-
-/* X-Hub-Signature-256 under the Meta app's secret */
-
-static ngx_int_t
-orbit_meta_verify(orbit_channel_in_t *in)
-{
-    const char  *secret;
-
-    secret = orbit_channel_meta_secret(in, 0);
-    if (secret == NULL) {
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
-    }
-
-    return orbit_channel_hub_signature(in, secret);
-}
 
 
 static ngx_int_t

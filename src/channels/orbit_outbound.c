@@ -96,7 +96,6 @@ static ngx_int_t orbit_outbound_record(orbit_outbound_t *ob,
     const char **v);
 static void orbit_outbound_recorded(orbit_pg_query_t *q, PGresult *res);
 static void orbit_outbound_finish_sent(orbit_outbound_t *ob);
-static void orbit_outbound_release(orbit_outbound_t *ob);
 static void orbit_outbound_publish(orbit_outbound_t *ob, const char *status);
 static ngx_int_t orbit_outbound_media_link(orbit_outbound_t *ob);
 static char *orbit_outbound_col(orbit_outbound_t *ob, PGresult *res,
@@ -281,6 +280,10 @@ orbit_outbound_start(orbit_job_t *job, orbit_outbound_e what)
     ob->what = what;
     ob->out.pool = job->pool;
     ob->out.log = job->log;
+
+    if (orbit_channel_out_guard(&ob->out, job->pool) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (what == ORBIT_OUT_READ) {
         v[0] = json_string_value(json_object_get(job->json, "connectionId"));
@@ -692,7 +695,7 @@ orbit_outbound_done(orbit_outbound_t *ob, orbit_send_rc_e rc)
         }
     }
 
-    orbit_outbound_release(ob);
+    orbit_channel_out_release(&ob->out);
 
     orbit_job_finish(ob->job, &done);
 }
@@ -770,29 +773,12 @@ orbit_outbound_finish_sent(orbit_outbound_t *ob)
 
     orbit_outbound_publish(ob, ob->status ? ob->status : "sent");
 
-    orbit_outbound_release(ob);
+    orbit_channel_out_release(&ob->out);
 
     ngx_memzero(&done, sizeof(orbit_job_outcome_t));
     done.status = ORBIT_JOB_DONE;
 
     orbit_job_finish(ob->job, &done);
-}
-
-
-/* what the run parsed goes before its pool may */
-
-static void
-orbit_outbound_release(orbit_outbound_t *ob)
-{
-    json_decref(ob->out.message);
-    json_decref(ob->out.config);
-    json_decref(ob->out.credentials);
-    json_decref(ob->out.thread);
-
-    ob->out.message = NULL;
-    ob->out.config = NULL;
-    ob->out.credentials = NULL;
-    ob->out.thread = NULL;
 }
 
 

@@ -32,7 +32,6 @@ typedef struct {
 } orbit_wa_ctx_t;
 
 
-static ngx_int_t orbit_wa_verify(orbit_channel_in_t *in);
 static ngx_int_t orbit_wa_normalize(orbit_channel_in_t *in);
 static ngx_int_t orbit_wa_payload(orbit_channel_in_t *in, json_t *root);
 static ngx_int_t orbit_wa_change(orbit_wa_ctx_t *ctx, json_t *change);
@@ -62,7 +61,7 @@ const orbit_channel_t  orbit_channel_whatsapp = {
     "whatsapp",
     "whatsapp",
     orbit_channel_hub_challenge,
-    orbit_wa_verify,
+    orbit_channel_meta_verify,
     orbit_wa_normalize,
     orbit_wa_send,
     orbit_wa_sent,
@@ -74,22 +73,6 @@ const orbit_channel_t  orbit_channel_whatsapp = {
     0,
     NULL,
 };
-
-
-/* X-Hub-Signature-256 under the Meta app's secret */
-
-static ngx_int_t
-orbit_wa_verify(orbit_channel_in_t *in)
-{
-    const char  *secret;
-
-    secret = orbit_channel_meta_secret(in, 0);
-    if (secret == NULL) {
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
-    }
-
-    return orbit_channel_hub_signature(in, secret);
-}
 
 
 static ngx_int_t

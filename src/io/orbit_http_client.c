@@ -315,6 +315,7 @@ orbit_http_send(orbit_http_client_t *hc, orbit_http_req_t *req)
     ngx_str_null(&req->response);
     ngx_str_null(&req->error);
     req->timedout = 0;
+    req->too_large = 0;
     req->response_headers = NULL;
     ngx_str_null(&req->reply);
     req->result = 0;
@@ -1195,6 +1196,7 @@ orbit_http_finish(orbit_http_xfer_t *x, CURLcode rc)
 
     } else if (x->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
         ngx_str_set(&req->error, "response too large");
+        req->too_large = 1;
 
     } else if (rc != CURLE_OK) {
         len = ngx_strlen(curl_easy_strerror(rc)) + 2

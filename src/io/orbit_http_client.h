@@ -58,6 +58,7 @@ struct orbit_http_req_s {
     ngx_str_t                    reply;        /* mail: "line\r\n"... */
     int                          result;       /* libcurl's CURLcode */
     unsigned                     timedout:1;
+    unsigned                     too_large:1;  /* over max_response */
 
     /* private */
     void                        *easy;

@@ -225,6 +225,20 @@ orbit_storage_run(void *data, ngx_log_t *log)
         t->step = "rename";
         t->err = errno;
         (void) unlink(t->tmp);
+        return;
+    }
+
+    /* the rename itself lasts once its folder is synced too */
+
+    fd = open(t->dir, O_RDONLY|O_DIRECTORY);
+
+    if (fd == -1 || fsync(fd) == -1) {
+        t->step = "fsync of the folder";
+        t->err = errno;
+    }
+
+    if (fd != -1) {
+        (void) close(fd);
     }
 }
 

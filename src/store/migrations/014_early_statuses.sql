@@ -26,28 +26,49 @@ CREATE INDEX early_statuses_created_idx ON early_statuses (created_at);
 
 
 -- orbit_inbound() as before (010), then the statuses of messages not
--- known yet kept; their results still say unknown_message.
+-- known yet, each under a lock of its (connection, provider id) that the
+-- send's commit takes too (orbit_message_sent): looked up again there, so
+-- a send that committed meanwhile is found, and kept otherwise, so the
+-- send that commits next applies it.  Their results say unknown_message
+-- while kept.
 ALTER FUNCTION orbit_inbound(jsonb) RENAME TO orbit_inbound_watermarks;
 
 CREATE FUNCTION orbit_inbound(items jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    res  jsonb;
+    res    jsonb;
+    again  jsonb;
+    st     record;
 BEGIN
     res := orbit_inbound_watermarks(items);
 
-    INSERT INTO early_statuses (connection_id, provider_message_id, status,
-                                at, error)
-    SELECT cn.id, t.i ->> 'providerMessageId', t.i ->> 'status',
-           (t.i ->> 'timestamp')::bigint, t.i -> 'error'
-    FROM jsonb_array_elements(items) WITH ORDINALITY AS t (i, ord)
-    JOIN channel_connections cn
-      ON cn.channel = t.i ->> 'channel'
-     AND cn.account_id = t.i ->> 'account'
-     AND cn.status = 'active'
-    WHERE t.i ->> 'kind' = 'status'
-      AND t.i ->> 'providerMessageId' IS NOT NULL
-      AND res -> (t.ord::int - 1) ->> 'reason' = 'unknown_message';
+    FOR st IN
+        SELECT t.ord, t.i, cn.id AS conn_id
+        FROM jsonb_array_elements(items) WITH ORDINALITY AS t (i, ord)
+        JOIN channel_connections cn
+          ON cn.channel = t.i ->> 'channel'
+         AND cn.account_id = t.i ->> 'account'
+         AND cn.status = 'active'
+        WHERE t.i ->> 'kind' = 'status'
+          AND t.i ->> 'providerMessageId' IS NOT NULL
+          AND res -> (t.ord::int - 1) ->> 'reason' = 'unknown_message'
+        ORDER BY cn.id, t.i ->> 'providerMessageId'
+    LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended(
+            st.conn_id::text || '/' || (st.i ->> 'providerMessageId'), 0));
+
+        again := orbit_inbound_watermarks(jsonb_build_array(st.i)) -> 0;
+
+        IF again ->> 'reason' = 'unknown_message' THEN
+            INSERT INTO early_statuses (connection_id, provider_message_id,
+                                        status, at, error)
+            VALUES (st.conn_id, st.i ->> 'providerMessageId',
+                    st.i ->> 'status', (st.i ->> 'timestamp')::bigint,
+                    st.i -> 'error');
+        ELSE
+            res := jsonb_set(res, ARRAY[(st.ord - 1)::text], again);
+        END IF;
+    END LOOP;
 
     RETURN res;
 END
@@ -65,6 +86,12 @@ DECLARE
     m    messages;
     e    record;
 BEGIN
+    -- before any row: orbit_inbound() takes it to keep an early status
+    IF pid IS NOT NULL AND conn IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended(
+            conn::text || '/' || pid, 0));
+    END IF;
+
     UPDATE messages SET
         status = CASE WHEN orbit_status_rank(status)
                            < orbit_status_rank('sent')
