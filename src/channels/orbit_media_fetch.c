@@ -52,6 +52,7 @@ typedef struct {
     ngx_str_t                    audience;
     const char                  *mime;
     orbit_storage_op_t          *op;
+    const char                 **values;       /* of the record */
     char                         id[ORBIT_UUID_LEN + 1];
     ngx_uint_t                   redirects;
     unsigned                     downloading:1;
@@ -87,6 +88,10 @@ static ngx_str_t *orbit_media_fetch_header(orbit_http_req_t *req,
     const char *name, size_t len);
 static void orbit_media_fetch_store(orbit_media_fetch_t *mf);
 static void orbit_media_fetch_stored(orbit_storage_op_t *op);
+static ngx_int_t orbit_media_fetch_record(orbit_media_fetch_t *mf);
+static void orbit_media_fetch_recorded(orbit_pg_query_t *q, PGresult *res);
+static void orbit_media_fetch_done(orbit_media_fetch_t *mf,
+    ngx_uint_t recorded);
 static void orbit_media_fetch_publish(orbit_media_fetch_t *mf);
 static void orbit_media_fetch_end(orbit_media_fetch_t *mf,
     orbit_job_status_e status, const char *why);
@@ -702,7 +707,6 @@ orbit_media_fetch_stored(orbit_storage_op_t *op)
     u_char               *size;
     const char           *name;
     const char          **v;
-    orbit_job_outcome_t   done;
 
     if (op->rc != NGX_OK) {
         orbit_media_fetch_end(mf, ORBIT_JOB_RETRY,
@@ -745,17 +749,76 @@ orbit_media_fetch_stored(orbit_storage_op_t *op)
         return;
     }
 
+    /* committed first, so message_updated names a media that exists */
+
+    mf->values = v;
+
+    if (orbit_media_fetch_record(mf) != NGX_OK) {
+        orbit_media_fetch_done(mf, 0);
+    }
+}
+
+
+static ngx_int_t
+orbit_media_fetch_record(orbit_media_fetch_t *mf)
+{
+    orbit_pg_pool_t   *pg;
+    orbit_pg_query_t  *q;
+
+    pg = ngx_http_orbit_pg();
+    q = orbit_pg_query_create(mf->job->pool);
+
+    if (pg == NULL || q == NULL) {
+        return NGX_ERROR;
+    }
+
+    q->sql = orbit_media_fetched_sql;
+    q->nparams = 10;
+    q->values = mf->values;
+    q->prepare = 1;
+    q->handler = orbit_media_fetch_recorded;
+    q->data = mf;
+
+    return orbit_pg_query_send(pg, q);
+}
+
+
+static void
+orbit_media_fetch_recorded(orbit_pg_query_t *q, PGresult *res)
+{
+    orbit_media_fetch_t  *mf = q->data;
+
+    orbit_media_fetch_done(mf, res && PQresultStatus(res) == PGRES_TUPLES_OK);
+}
+
+
+/*
+ * The job's end: recorded, the event and nothing left to apply; else the
+ * outcome applies it (orbit_media_fetched() is idempotent), retried while
+ * PostgreSQL is away, and the inbox hears of it on its next read.
+ */
+
+static void
+orbit_media_fetch_done(orbit_media_fetch_t *mf, ngx_uint_t recorded)
+{
+    orbit_job_outcome_t  done;
+
     /* the last use of the run's pool: finishing may destroy it */
 
-    orbit_media_fetch_publish(mf);
+    if (recorded) {
+        orbit_media_fetch_publish(mf);
+    }
 
     orbit_channel_out_release(&mf->out);
 
     ngx_memzero(&done, sizeof(orbit_job_outcome_t));
     done.status = ORBIT_JOB_DONE;
-    done.effect = orbit_media_fetched_sql;
-    done.nparams = 10;
-    done.values = v;
+
+    if (!recorded) {
+        done.effect = orbit_media_fetched_sql;
+        done.nparams = 10;
+        done.values = mf->values;
+    }
 
     orbit_job_finish(mf->job, &done);
 }
