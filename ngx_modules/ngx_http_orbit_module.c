@@ -55,6 +55,8 @@ static char *ngx_http_orbit_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_orbit_media(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_orbit_media_fetch_allow(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 
 
 static ngx_command_t  ngx_http_orbit_commands[] = {
@@ -97,6 +99,13 @@ static ngx_command_t  ngx_http_orbit_commands[] = {
     { ngx_string("orbit_media"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
       ngx_http_orbit_media,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("orbit_media_fetch_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_orbit_media_fetch_allow,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -474,6 +483,7 @@ ngx_http_orbit_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (omcf->storage) {
         omcf->storage->max_size = omcf->media_max_size;
+        omcf->storage->fetch_allow = omcf->media_fetch_allow;
         omcf->storage->secrets = omcf->secrets;
 
         if (omcf->storage->type == ORBIT_STORAGE_S3
@@ -961,6 +971,7 @@ ngx_http_orbit_media(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char           *p;
     ngx_str_t        *value;
     ngx_uint_t        i;
+    ngx_path_t       *path;
     orbit_storage_t  *st;
 
     if (omcf->storage) {
@@ -991,6 +1002,21 @@ ngx_http_orbit_media(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         st->root.data[st->root.len] = '\0';
+
+        /* made at start and given to the workers' user, as temp paths */
+
+        path = ngx_pcalloc(cf->pool, sizeof(ngx_path_t));
+        if (path == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        path->name = st->root;
+        path->conf_file = cf->conf_file->file.name.data;
+        path->line = cf->conf_file->line;
+
+        if (ngx_add_path(cf, &path) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
 
     } else if (ngx_strcmp(value[1].data, "s3") == 0) {
         st->type = ORBIT_STORAGE_S3;
@@ -1070,6 +1096,59 @@ ngx_http_orbit_media(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     st->thread_pool = omcf->thread_pool;
     omcf->storage = st;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * orbit_media_fetch_allow 10.0.0.0/8 127.0.0.1;  private addresses a
+ * media download may connect to (a provider's API on the LAN, the
+ * suites' fakes): every other download goes to public addresses only.
+ */
+
+static char *
+ngx_http_orbit_media_fetch_allow(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_orbit_main_conf_t *omcf = conf;
+
+    ngx_int_t    rc;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+    ngx_cidr_t  *cidr;
+
+    if (omcf->media_fetch_allow == NULL) {
+        omcf->media_fetch_allow = ngx_array_create(cf->pool, 4,
+                                                   sizeof(ngx_cidr_t));
+        if (omcf->media_fetch_allow == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        cidr = ngx_array_push(omcf->media_fetch_allow);
+        if (cidr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rc = ngx_ptocidr(&value[i], cidr);
+
+        if (rc == NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid address or network \"%V\"",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc == NGX_DONE) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "low address bits of %V are meaningless",
+                               &value[i]);
+        }
+    }
 
     return NGX_CONF_OK;
 }

@@ -34,6 +34,7 @@ typedef struct {
     orbit_jobs_conf_t            jobs;         /* orbit_jobs* */
     orbit_storage_t             *storage;      /* orbit_media */
     size_t                       media_max_size;
+    ngx_array_t                 *media_fetch_allow;  /* of ngx_cidr_t */
 
     /* per worker, created in init_process */
     orbit_pg_pool_t             *pg_pool;

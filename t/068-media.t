@@ -25,6 +25,7 @@ my $HTTP = <<"_EOC_";
 orbit_channel_api whatsapp @{[ $wa->url ]}/v21.0;
 orbit_public_url http://127.0.0.1:$port/;
 orbit_media local $store;
+orbit_media_fetch_allow 127.0.0.1;    # the fakes
 orbit_media_max_size 1m;
 orbit_jobs_backoff 200ms max=1s;
 orbit_jobs_poll 1s;

@@ -40,6 +40,7 @@ orbit_secrets $secrets;
 orbit_channel_api whatsapp @{[ $wa->url ]}/v21.0;
 orbit_public_url http://127.0.0.1:$port;
 orbit_media s3 @{[ $s3->url ]}/ bucket=orbit-media region=eu-test-1;
+orbit_media_fetch_allow 127.0.0.1;    # the fakes
 orbit_jobs_backoff 200ms max=1s;
 orbit_jobs_poll 1s;
 _EOC_

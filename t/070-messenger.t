@@ -31,6 +31,7 @@ orbit_channel_api messenger @{[ $fb->url ]}/v21.0;
 orbit_jobs_backoff 200ms max=1s;
 orbit_jobs_poll 1s;
 orbit_media local $servroot/media;
+orbit_media_fetch_allow 127.0.0.1;    # the CDN's stand-in; not 127.0.0.2
 _EOC_
 
 # /cdn/ stands for Meta's CDN, where attachments' URLs point
@@ -443,6 +444,24 @@ ok(wait_until($W, sub {
 $r = api($t, 'GET', "/api/v1/media/$kept", token => $tok);
 ok($r->{status} == 200 && $r->{body} eq $jpeg, '... and kept: the same bytes');
 is($r->{headers}{'content-type'}, 'image/jpeg', '... with the CDN\'s type');
+
+# --- a URL to our own network is never fetched (only 127.0.0.1 is allowed
+# here, for the CDN's stand-in)
+my $inner = meta_mid();
+$r = emit(meta_attachment(page => $page, psid => $psid, mid => $inner,
+                          type => 'image',
+                          url => "http://127.0.0.2:$port/cdn/photo.jpg"));
+is($r->{status}, 200, 'an attachment whose URL names a private address');
+my $job;
+ok(wait_until($W, sub {
+    $job = psql("SELECT j.status || '|' || j.attempts || '|' || j.last_error"
+                . " FROM jobs j JOIN messages m"
+                . " ON m.id::text = j.payload->>'messageId'"
+                . " WHERE j.kind = 'media.fetch'"
+                . " AND m.provider_message_id = '$inner'");
+    $job =~ /^failed/ }), '... is not fetched: failed for good')
+    or diag($job);
+like($job, qr/^failed\|1\|.*not a public one/, '... at once, saying why');
 
 # --- a delivery that outruns its send's commit: kept, applied when the
 # send commits, and the event says delivered

@@ -42,6 +42,7 @@ sub server {
              . "orbit_jobs_backoff 200ms max=1s;\n"
              . "orbit_jobs_poll 1s;\n"
              . "orbit_media local $servroot/media;\n"
+             . "orbit_media_fetch_allow 127.0.0.1;\n"
              . ($public ? "orbit_public_url $public;\n" : '');
     my $t = orbit_nginx(workers => 2, http_extra => $http);
     $t->start;

@@ -31,6 +31,7 @@ my $HTTP = <<"_EOC_";
 orbit_channel_api telegram @{[ $tg->url ]};
 orbit_public_url $public;
 orbit_media local $servroot/media;
+orbit_media_fetch_allow 127.0.0.1;    # the fakes
 orbit_jobs_backoff 200ms max=1s;
 orbit_jobs_poll 1s;
 _EOC_

@@ -385,6 +385,10 @@ orbit_media_fetch_send(orbit_media_fetch_t *mf)
     req->handler = orbit_media_fetch_answered;
     req->data = mf;
 
+    /* URLs someone else named: never to our own network */
+    req->public_only = 1;
+    req->allow = ngx_http_orbit_storage()->fetch_allow;
+
     if (mf->downloading) {
         req->max_response = ngx_http_orbit_storage()->max_size;
     }
@@ -481,6 +485,12 @@ orbit_media_fetch_refused(orbit_media_fetch_t *mf, orbit_http_req_t *req)
         } else {
             ngx_sprintf(why, "no answer: %V%Z", &req->error);
         }
+    }
+
+    if (req->refused) {
+        orbit_media_fetch_end(mf, ORBIT_JOB_FAIL, "the media's address is not "
+                                                  "a public one");
+        return;
     }
 
     if (req->too_large) {

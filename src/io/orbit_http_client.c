@@ -53,6 +53,7 @@ typedef struct {
     ngx_queue_t                  queue;    /* in client->xfers or ->failed */
     ngx_str_t                    fail;     /* set by the socket callback */
     unsigned                     too_large:1;
+    unsigned                     refused:1; /* not a public address */
     unsigned                     mail:1;   /* not HTTP: SMTP, IMAP */
     char                         errbuf[CURL_ERROR_SIZE];
 } orbit_http_xfer_t;
@@ -105,6 +106,9 @@ static ngx_int_t orbit_http_setup_mail(orbit_http_xfer_t *x, CURL *easy,
     ngx_str_t *method);
 static ngx_int_t orbit_http_fail(orbit_http_req_t *req, const char *text);
 static void orbit_http_req_cleanup(void *data);
+static curl_socket_t orbit_http_open_cb(void *clientp,
+    curlsocktype purpose, struct curl_sockaddr *address);
+static ngx_uint_t orbit_http_public(struct sockaddr *sa);
 
 
 orbit_http_client_t *
@@ -316,6 +320,7 @@ orbit_http_send(orbit_http_client_t *hc, orbit_http_req_t *req)
     ngx_str_null(&req->error);
     req->timedout = 0;
     req->too_large = 0;
+    req->refused = 0;
     req->response_headers = NULL;
     ngx_str_null(&req->reply);
     req->result = 0;
@@ -324,6 +329,7 @@ orbit_http_send(orbit_http_client_t *hc, orbit_http_req_t *req)
     x->uploaded = 0;
     x->reply_cap = 0;
     x->too_large = 0;
+    x->refused = 0;
     x->errbuf[0] = '\0';
     ngx_str_null(&x->fail);
 
@@ -503,6 +509,13 @@ orbit_http_setup(orbit_http_xfer_t *x, CURL *easy)
     (void) curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
                             orbit_http_close_cb);
     (void) curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, req->client);
+
+    /* each address curl is about to connect to, checked first */
+
+    (void) curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
+                            req->public_only ? orbit_http_open_cb : NULL);
+    (void) curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA,
+                            req->public_only ? x : NULL);
 
     if (x->mail) {
         return orbit_http_setup_mail(x, easy, &method);
@@ -1194,6 +1207,10 @@ orbit_http_finish(orbit_http_xfer_t *x, CURLcode rc)
     if (x->fail.len) {
         req->error = x->fail;
 
+    } else if (x->refused) {
+        ngx_str_set(&req->error, "the address is not a public one");
+        req->refused = 1;
+
     } else if (x->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
         ngx_str_set(&req->error, "response too large");
         req->too_large = 1;
@@ -1467,4 +1484,83 @@ orbit_http_reply_line(orbit_http_xfer_t *x, u_char *line, size_t n)
     req->reply.len = need;
 
     return 1;
+}
+
+
+/*
+ * A socket for a public address only (req->public_only), or for one its
+ * allow list names; else none, and the transfer ends refused.
+ */
+
+static curl_socket_t
+orbit_http_open_cb(void *clientp, curlsocktype purpose,
+    struct curl_sockaddr *address)
+{
+    orbit_http_xfer_t  *x = clientp;
+
+    if (purpose != CURLSOCKTYPE_IPCXN) {
+        return CURL_SOCKET_BAD;
+    }
+
+    if (!orbit_http_public(&address->addr)
+        && (x->req.allow == NULL
+            || ngx_cidr_match(&address->addr, x->req.allow) != NGX_OK))
+    {
+        x->refused = 1;
+        return CURL_SOCKET_BAD;
+    }
+
+    return socket(address->family, address->socktype, address->protocol);
+}
+
+
+/* not loopback, private, shared, link-local, multicast, unspecified */
+
+static ngx_uint_t
+orbit_http_public(struct sockaddr *sa)
+{
+    u_char               *b;
+    uint32_t              a;
+    struct sockaddr_in   *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6  *sin6;
+#endif
+
+    switch (sa->sa_family) {
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) sa;
+        b = sin6->sin6_addr.s6_addr;
+
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            a = ((uint32_t) b[12] << 24) | (b[13] << 16) | (b[14] << 8)
+                | b[15];
+            break;
+        }
+
+        return !(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr)
+                 || IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr)
+                 || IN6_IS_ADDR_LINKLOCAL(&sin6->sin6_addr)
+                 || IN6_IS_ADDR_MULTICAST(&sin6->sin6_addr)
+                 || (b[0] & 0xfe) == 0xfc);              /* fc00::/7 */
+#endif
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) sa;
+        a = ntohl(sin->sin_addr.s_addr);
+        break;
+
+    default:
+        return 0;
+    }
+
+    return !((a >> 24) == 0                              /* 0/8 */
+             || (a >> 24) == 10                          /* 10/8 */
+             || (a >> 24) == 127                         /* 127/8 */
+             || (a & 0xffc00000) == 0x64400000           /* 100.64/10 */
+             || (a & 0xffff0000) == 0xa9fe0000           /* 169.254/16 */
+             || (a & 0xfff00000) == 0xac100000           /* 172.16/12 */
+             || (a & 0xffff0000) == 0xc0a80000           /* 192.168/16 */
+             || (a >> 28) >= 0xe);                       /* 224/3 */
 }

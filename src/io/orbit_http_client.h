@@ -50,6 +50,15 @@ struct orbit_http_req_s {
     unsigned                     fresh:1;      /* a connection of its own,
                                                   closed after */
 
+    /*
+     * Connect only to public addresses (a URL someone else named: media
+     * downloads): loopback, private, link-local, multicast and unspecified
+     * ones are refused before any connect, unless in allow (of
+     * ngx_cidr_t).
+     */
+    unsigned                     public_only:1;
+    ngx_array_t                 *allow;
+
     /* out: status 0 means no HTTP response (error says why) */
     ngx_uint_t                   status;
     ngx_str_t                    response;     /* body, in req's pool */
@@ -59,6 +68,7 @@ struct orbit_http_req_s {
     int                          result;       /* libcurl's CURLcode */
     unsigned                     timedout:1;
     unsigned                     too_large:1;  /* over max_response */
+    unsigned                     refused:1;    /* not a public address */
 
     /* private */
     void                        *easy;

@@ -41,6 +41,9 @@ typedef struct {
     ngx_str_t                    bucket;
     ngx_str_t                    region;
     size_t                       max_size;     /* orbit_media_max_size */
+    ngx_array_t                 *fetch_allow;  /* of ngx_cidr_t: private
+                                                  addresses media may be
+                                                  fetched from */
     orbit_secrets_t             *secrets;      /* s3: the key pair */
     ngx_thread_pool_t           *thread_pool;
 } orbit_storage_t;
