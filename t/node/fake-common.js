@@ -347,4 +347,27 @@ function request(url, headers, body, timeout) {
     });
 }
 
-module.exports = { Fake, json, sign, signatureOk, isObject, now, sleep };
+// Graph API's error answer (WhatsApp, Messenger, Instagram): table maps
+// a code to [status, title, details?]; o may set message, type, status,
+// subcode, details; errorData(details) shapes error_data (WhatsApp adds
+// its messaging_product).  Codes other than 190 and 2500 read "(#CODE)
+// title"; 190 also answers WWW-Authenticate, as Graph does.
+function graphError(table, code, o = {}, errorData = (d) => ({ details: d })) {
+    const [status, title, details] = table[code] || [400, 'Error'];
+    const error = {
+        message: o.message
+            || (code === 190 || code === 2500 ? title : `(#${code}) ${title}`),
+        type: o.type || 'OAuthException',
+        code,
+    };
+    if (o.details || details) error.error_data = errorData(o.details || details);
+    if (o.subcode) error.error_subcode = o.subcode;
+    error.fbtrace_id = 'A' + crypto.randomBytes(16).toString('base64url')
+        .slice(0, 22);
+    const headers = code === 190 ? { 'WWW-Authenticate':
+        `OAuth "Facebook Platform" "invalid_token" "${error.message}"` } : {};
+    return { status: o.status || status, body: { error }, headers };
+}
+
+module.exports = { Fake, json, sign, signatureOk, isObject, now, sleep,
+                   graphError };

@@ -49,7 +49,8 @@
 'use strict';
 
 const crypto = require('crypto');
-const { Fake, json, isObject } = require('./fake-common');
+const { Fake, json, isObject, graphError: graphErrorOf } =
+    require('./fake-common');
 
 const FB_ERRORS = {
     2: [500, 'An unexpected error has occurred. Please retry your request'
@@ -64,27 +65,13 @@ const FB_ERRORS = {
     2500: [400, 'Unknown path components'],
 };
 
-const fbtrace = () => 'A' + crypto.randomBytes(16).toString('base64url')
-    .slice(0, 22);
-
+// Messenger's "no matching user" is a 100 with its own subcode
 function graphError(code, o = {}) {
-    let sub = o.subcode;
     if (code === 2018001) {
-        code = 100;
-        sub = 2018001;
-        o = { message: '(#100) No matching user found', ...o };
+        return graphErrorOf(FB_ERRORS, 100, {
+            message: '(#100) No matching user found', subcode: 2018001, ...o });
     }
-    const [status, title] = FB_ERRORS[code] || [400, 'Error'];
-    const error = {
-        message: o.message
-            || (code === 190 || code === 2500 ? title : `(#${code}) ${title}`),
-        type: o.type || 'OAuthException',
-        code,
-    };
-    if (o.details) error.error_data = { details: o.details };
-    if (sub) error.error_subcode = sub;
-    error.fbtrace_id = fbtrace();
-    return { status: o.status || status, body: { error } };
+    return graphErrorOf(FB_ERRORS, code, o);
 }
 
 const invalid = (details) => ({

@@ -55,7 +55,8 @@
 'use strict';
 
 const crypto = require('crypto');
-const { Fake, json, isObject, now } = require('./fake-common');
+const { Fake, json, isObject, now, graphError: graphErrorOf } =
+    require('./fake-common');
 
 const FB_ERRORS = {
     100: [400, 'Invalid parameter'],
@@ -81,28 +82,9 @@ const FB_ERRORS = {
 };
 
 let seq = 0;
-const fbtrace = () =>
-    'A' + crypto.randomBytes(16).toString('base64url').slice(0, 22);
 
-// Graph's error body; codes other than 190 and 2500 are "(#CODE) ..."
-function graphError(code, o = {}) {
-    const [status, title, details] = FB_ERRORS[code] || [400, 'Error'];
-    const error = {
-        message: o.message
-            || (code === 190 || code === 2500 ? title : `(#${code}) ${title}`),
-        type: o.type || 'OAuthException',
-        code,
-    };
-    if (o.details || details) {
-        error.error_data = { messaging_product: 'whatsapp',
-                             details: o.details || details };
-    }
-    if (o.subcode) error.error_subcode = o.subcode;
-    error.fbtrace_id = fbtrace();
-    const headers = code === 190 ? { 'WWW-Authenticate':
-        `OAuth "Facebook Platform" "invalid_token" "${error.message}"` } : {};
-    return { status: o.status || status, body: { error }, headers };
-}
+const graphError = (code, o = {}) => graphErrorOf(FB_ERRORS, code, o,
+    (details) => ({ messaging_product: 'whatsapp', details }));
 
 const invalid = (details) => ({ ...graphError(100, { details }),
                                 outcome: 'invalid' });
