@@ -279,6 +279,7 @@ orbit_media_found(orbit_api_req_t *ar, PGresult *res)
 {
     u_char           *path;
     ngx_str_t         key, url;
+    ngx_table_elt_t  *h;
     orbit_storage_t  *st;
 
     if (PQntuples(res) != 1) {
@@ -315,15 +316,16 @@ orbit_media_found(orbit_api_req_t *ar, PGresult *res)
             return;
         }
 
-        ar->r->headers_out.location = ngx_list_push(&ar->r->headers_out.headers);
-        if (ar->r->headers_out.location == NULL) {
+        h = ngx_list_push(&ar->r->headers_out.headers);
+        if (h == NULL) {
             orbit_api_finish(ar, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
-        ar->r->headers_out.location->hash = 1;
-        ngx_str_set(&ar->r->headers_out.location->key, "Location");
-        ar->r->headers_out.location->value = url;
+        h->hash = 1;
+        ngx_str_set(&h->key, "Location");
+        h->value = url;
+        ar->r->headers_out.location = h;
 
         orbit_api_finish(ar, NGX_HTTP_MOVED_TEMPORARILY);
         return;

@@ -95,8 +95,6 @@ static void orbit_media_fetch_done(orbit_media_fetch_t *mf,
 static void orbit_media_fetch_publish(orbit_media_fetch_t *mf);
 static void orbit_media_fetch_end(orbit_media_fetch_t *mf,
     orbit_job_status_e status, const char *why);
-static char *orbit_media_fetch_col(orbit_media_fetch_t *mf, PGresult *res,
-    int col);
 
 
 static const char  orbit_media_fetched_sql[] =
@@ -241,12 +239,14 @@ orbit_media_fetch_prepare(orbit_media_fetch_t *mf, PGresult *res)
 {
     char                 *message, *config;
     ngx_str_t             tenant, conn;
+    ngx_pool_t           *pool;
     json_error_t          err;
     orbit_channel_out_t  *out;
 
     out = &mf->out;
+    pool = mf->job->pool;
 
-    message = orbit_media_fetch_col(mf, res, ORBIT_MF_MESSAGE);
+    message = orbit_pg_value(pool, res, 0, ORBIT_MF_MESSAGE);
     out->message = message ? json_loads(message, 0, &err) : NULL;
 
     if (out->message == NULL) {
@@ -279,14 +279,14 @@ orbit_media_fetch_prepare(orbit_media_fetch_t *mf, PGresult *res)
         return NGX_DECLINED;
     }
 
-    tenant.data = (u_char *) orbit_media_fetch_col(mf, res, ORBIT_MF_TENANT);
-    conn.data = (u_char *) orbit_media_fetch_col(mf, res, ORBIT_MF_CONN_ID);
-    out->account = orbit_media_fetch_col(mf, res, ORBIT_MF_ACCOUNT);
-    mf->conversation.data = (u_char *) orbit_media_fetch_col(mf, res,
-                                                  ORBIT_MF_CONVERSATION);
-    mf->audience.data = (u_char *) orbit_media_fetch_col(mf, res,
-                                                         ORBIT_MF_AUDIENCE);
-    config = orbit_media_fetch_col(mf, res, ORBIT_MF_CONFIG);
+    tenant.data = (u_char *) orbit_pg_value(pool, res, 0, ORBIT_MF_TENANT);
+    conn.data = (u_char *) orbit_pg_value(pool, res, 0, ORBIT_MF_CONN_ID);
+    out->account = orbit_pg_value(pool, res, 0, ORBIT_MF_ACCOUNT);
+    mf->conversation.data = (u_char *) orbit_pg_value(pool, res, 0,
+                                                      ORBIT_MF_CONVERSATION);
+    mf->audience.data = (u_char *) orbit_pg_value(pool, res, 0,
+                                                  ORBIT_MF_AUDIENCE);
+    config = orbit_pg_value(pool, res, 0, ORBIT_MF_CONFIG);
 
     if (tenant.data == NULL || conn.data == NULL || out->account == NULL
         || mf->conversation.data == NULL || mf->audience.data == NULL)
@@ -841,8 +841,7 @@ orbit_media_fetch_publish(orbit_media_fetch_t *mf)
 {
     char       *text;
     json_t     *data, *media;
-    ngx_str_t   json, rooms[2];
-    u_char      buf[2][sizeof("conversation:") + 48];
+    ngx_str_t   json;
 
     if (mf->conversation.len > 48 || mf->out.tenant.len > 48) {
         return;
@@ -873,15 +872,9 @@ orbit_media_fetch_publish(orbit_media_fetch_t *mf)
     json.data = (u_char *) text;
     json.len = ngx_strlen(text);
 
-    rooms[0].data = buf[0];
-    rooms[0].len = ngx_sprintf(buf[0], "conversation:%V", &mf->conversation)
-                   - buf[0];
-    rooms[1].data = buf[1];
-    rooms[1].len = ngx_sprintf(buf[1], "tenant:%V", &mf->out.tenant)
-                   - buf[1];
-
-    (void) orbit_rt_broadcast(&mf->out.tenant, rooms, 2, &mf->audience,
-                              "message_updated", &json, NULL, mf->job->log);
+    (void) orbit_rt_inbox_event(&mf->out.tenant, &mf->conversation,
+                                &mf->audience, "message_updated", &json,
+                                mf->job->log);
 
     free(text);
 }
@@ -912,16 +905,3 @@ orbit_media_fetch_end(orbit_media_fetch_t *mf, orbit_job_status_e status,
 }
 
 
-/* a column as a C string in the job's pool; NULL when SQL NULL */
-
-static char *
-orbit_media_fetch_col(orbit_media_fetch_t *mf, PGresult *res, int col)
-{
-    if (PQgetisnull(res, 0, col)) {
-        return NULL;
-    }
-
-    return orbit_api_strdup_n(mf->job->pool,
-                              (u_char *) PQgetvalue(res, 0, col),
-                              PQgetlength(res, 0, col));
-}

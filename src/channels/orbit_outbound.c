@@ -98,8 +98,6 @@ static void orbit_outbound_recorded(orbit_pg_query_t *q, PGresult *res);
 static void orbit_outbound_finish_sent(orbit_outbound_t *ob);
 static void orbit_outbound_publish(orbit_outbound_t *ob, const char *status);
 static ngx_int_t orbit_outbound_media_link(orbit_outbound_t *ob);
-static char *orbit_outbound_col(orbit_outbound_t *ob, PGresult *res,
-    int col);
 static void orbit_outbound_fail(orbit_job_t *job, const char *why);
 
 
@@ -409,13 +407,15 @@ orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res)
     char                 *message, *config, *thread;
     ngx_int_t             rc;
     ngx_str_t             tenant, conn;
+    ngx_pool_t           *pool;
     json_error_t          err;
     orbit_channel_out_t  *out;
 
     out = &ob->out;
+    pool = ob->job->pool;
 
     if (ob->what == ORBIT_OUT_SETUP) {
-        ob->connection = orbit_outbound_col(ob, res, ORBIT_OUT_CONN_ID);
+        ob->connection = orbit_pg_value(pool, res, 0, ORBIT_OUT_CONN_ID);
         ob->ch = orbit_channel_for(PQgetvalue(res, 0, ORBIT_OUT_CHANNEL));
 
         if (ob->ch == NULL || ob->ch->connect == NULL
@@ -442,22 +442,22 @@ orbit_outbound_prepare(orbit_outbound_t *ob, PGresult *res)
         return NGX_DECLINED;
     }
 
-    tenant.data = (u_char *) orbit_outbound_col(ob, res, ORBIT_OUT_TENANT);
-    conn.data = (u_char *) orbit_outbound_col(ob, res, ORBIT_OUT_CONN_ID);
-    out->account = orbit_outbound_col(ob, res, ORBIT_OUT_ACCOUNT);
-    out->to = orbit_outbound_col(ob, res, ORBIT_OUT_TO);
-    out->to_phone = orbit_outbound_col(ob, res, ORBIT_OUT_PHONE);
-    out->reply_to = orbit_outbound_col(ob, res, ORBIT_OUT_REPLY_TO);
+    tenant.data = (u_char *) orbit_pg_value(pool, res, 0, ORBIT_OUT_TENANT);
+    conn.data = (u_char *) orbit_pg_value(pool, res, 0, ORBIT_OUT_CONN_ID);
+    out->account = orbit_pg_value(pool, res, 0, ORBIT_OUT_ACCOUNT);
+    out->to = orbit_pg_value(pool, res, 0, ORBIT_OUT_TO);
+    out->to_phone = orbit_pg_value(pool, res, 0, ORBIT_OUT_PHONE);
+    out->reply_to = orbit_pg_value(pool, res, 0, ORBIT_OUT_REPLY_TO);
     ob->connection = (char *) conn.data;
-    ob->conversation.data = (u_char *) orbit_outbound_col(ob, res,
-                                                 ORBIT_OUT_CONVERSATION);
-    ob->audience.data = (u_char *) orbit_outbound_col(ob, res,
-                                                      ORBIT_OUT_AUDIENCE);
+    ob->conversation.data = (u_char *) orbit_pg_value(pool, res, 0,
+                                                      ORBIT_OUT_CONVERSATION);
+    ob->audience.data = (u_char *) orbit_pg_value(pool, res, 0,
+                                                  ORBIT_OUT_AUDIENCE);
     ob->audience.len = ob->audience.data ? ngx_strlen(ob->audience.data)
                                          : 0;
-    message = orbit_outbound_col(ob, res, ORBIT_OUT_MESSAGE);
-    config = orbit_outbound_col(ob, res, ORBIT_OUT_CONFIG);
-    thread = orbit_outbound_col(ob, res, ORBIT_OUT_THREAD);
+    message = orbit_pg_value(pool, res, 0, ORBIT_OUT_MESSAGE);
+    config = orbit_pg_value(pool, res, 0, ORBIT_OUT_CONFIG);
+    thread = orbit_pg_value(pool, res, 0, ORBIT_OUT_THREAD);
 
     if (tenant.data == NULL || conn.data == NULL || out->account == NULL) {
         return NGX_ERROR;
@@ -788,8 +788,7 @@ static void
 orbit_outbound_publish(orbit_outbound_t *ob, const char *status)
 {
     u_char     *p;
-    ngx_str_t   data, to, rooms[2];
-    u_char      buf[2][sizeof("conversation:") + 48];
+    ngx_str_t   data;
 
     if (ob->conversation.len == 0 || ob->conversation.len > 48
         || ob->out.tenant.len > 48)
@@ -820,38 +819,12 @@ orbit_outbound_publish(orbit_outbound_t *ob, const char *status)
     *p++ = '}';
     data.len = p - data.data;
 
-    rooms[0].data = buf[0];
-    rooms[0].len = ngx_sprintf(buf[0], "conversation:%V", &ob->conversation)
-                   - buf[0];
-    rooms[1].data = buf[1];
-    rooms[1].len = ngx_sprintf(buf[1], "tenant:%V", &ob->out.tenant)
-                   - buf[1];
-
-    if (ob->audience.len) {
-        to = ob->audience;
-
-    } else {
-        ngx_str_set(&to, "staff");
-    }
-
-    (void) orbit_rt_broadcast(&ob->out.tenant, rooms, 2, &to,
-                              "message_status", &data, NULL, ob->job->log);
+    (void) orbit_rt_inbox_event(&ob->out.tenant, &ob->conversation,
+                                &ob->audience, "message_status", &data,
+                                ob->job->log);
 }
 
 
-/* a column as a C string in the job's pool; NULL when SQL NULL */
-
-static char *
-orbit_outbound_col(orbit_outbound_t *ob, PGresult *res, int col)
-{
-    if (PQgetisnull(res, 0, col)) {
-        return NULL;
-    }
-
-    return orbit_api_strdup_n(ob->job->pool,
-                              (u_char *) PQgetvalue(res, 0, col),
-                              PQgetlength(res, 0, col));
-}
 
 
 static void

@@ -651,11 +651,9 @@ orbit_pipeline_publish(ngx_log_t *log, json_t *result)
 {
     char        *data;
     size_t       i, n;
-    u_char      *p;
     json_t      *one;
-    ngx_str_t    tenant, to, json, rooms[2];
+    ngx_str_t    tenant, conversation, to, json;
     const char  *tid, *cid, *event, *audience;
-    u_char       buf[2][sizeof("conversation:") + 40];
 
     tid = json_string_value(json_object_get(result, "tenantId"));
     cid = json_string_value(json_object_get(result, "conversationId"));
@@ -670,16 +668,9 @@ orbit_pipeline_publish(ngx_log_t *log, json_t *result)
 
     tenant.data = (u_char *) tid;
     tenant.len = ngx_strlen(tid);
-
-    rooms[0].data = buf[0];
-    p = ngx_sprintf(buf[0], "conversation:%s", cid);
-    rooms[0].len = p - buf[0];
-
-    rooms[1].data = buf[1];
-    p = ngx_sprintf(buf[1], "tenant:%s", tid);
-    rooms[1].len = p - buf[1];
-
-    to.data = (u_char *) (audience ? audience : "staff");
+    conversation.data = (u_char *) cid;
+    conversation.len = ngx_strlen(cid);
+    to.data = (u_char *) (audience ? audience : "");
     to.len = ngx_strlen(to.data);
 
     one = json_object_get(result, "data");
@@ -695,8 +686,8 @@ orbit_pipeline_publish(ngx_log_t *log, json_t *result)
         json.data = (u_char *) data;
         json.len = ngx_strlen(data);
 
-        (void) orbit_rt_broadcast(&tenant, rooms, 2, &to, event, &json, NULL,
-                                  log);
+        (void) orbit_rt_inbox_event(&tenant, &conversation, &to, event,
+                                    &json, log);
 
         free(data);
     }

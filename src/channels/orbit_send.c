@@ -219,8 +219,7 @@ orbit_send_publish(PGresult *res, ngx_str_t *tenant, ngx_log_t *log)
 {
     json_t      *m;
     const char  *cid;
-    ngx_str_t    to, data, rooms[2];
-    u_char       buf[2][sizeof("conversation:") + 40];
+    ngx_str_t    to, data, conversation;
 
     if (PQntuples(res) != 1 || ngx_strcmp(PQgetvalue(res, 0, 0), "201") != 0
         || PQgetisnull(res, 0, 4))
@@ -231,19 +230,16 @@ orbit_send_publish(PGresult *res, ngx_str_t *tenant, ngx_log_t *log)
     m = json_loadb(PQgetvalue(res, 0, 1), PQgetlength(res, 0, 1), 0, NULL);
     cid = json_string_value(json_object_get(m, "conversationId"));
 
-    if (cid && ngx_strlen(cid) <= 40 && tenant->len <= 40) {
-        rooms[0].data = buf[0];
-        rooms[0].len = ngx_sprintf(buf[0], "conversation:%s", cid) - buf[0];
-        rooms[1].data = buf[1];
-        rooms[1].len = ngx_sprintf(buf[1], "tenant:%V", tenant) - buf[1];
-
+    if (cid) {
+        conversation.data = (u_char *) cid;
+        conversation.len = ngx_strlen(cid);
         to.data = (u_char *) PQgetvalue(res, 0, 3);
         to.len = PQgetlength(res, 0, 3);
         data.data = (u_char *) PQgetvalue(res, 0, 4);
         data.len = PQgetlength(res, 0, 4);
 
-        (void) orbit_rt_broadcast(tenant, rooms, 2, &to, "new_message",
-                                  &data, NULL, log);
+        (void) orbit_rt_inbox_event(tenant, &conversation, &to,
+                                    "new_message", &data, log);
     }
 
     json_decref(m);

@@ -792,3 +792,27 @@ orbit_pg_query_cleanup(void *data)
         orbit_pg_query_cancel(q);
     }
 }
+
+
+char *
+orbit_pg_value(ngx_pool_t *pool, PGresult *res, int row, int col)
+{
+    u_char  *p;
+    size_t   len;
+
+    if (PQgetisnull(res, row, col)) {
+        return NULL;
+    }
+
+    len = PQgetlength(res, row, col);
+
+    p = ngx_pnalloc(pool, len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, PQgetvalue(res, row, col), len);
+    p[len] = '\0';
+
+    return (char *) p;
+}

@@ -96,4 +96,9 @@ ngx_int_t orbit_pg_listen(orbit_pg_pool_t *pool, const char *channel,
     orbit_pg_notify_pt handler, void *data);
 
 
+/* a result's value, nul-terminated, in pool; NULL when SQL NULL (or no
+ * memory) */
+char *orbit_pg_value(ngx_pool_t *pool, PGresult *res, int row, int col);
+
+
 #endif /* _ORBIT_PG_H_INCLUDED_ */

@@ -576,3 +576,33 @@ orbit_rt_cstr(ngx_pool_t *pool, u_char *data, size_t len)
 
     return (char *) p;
 }
+
+
+ngx_int_t
+orbit_rt_inbox_event(ngx_str_t *tenant, ngx_str_t *conversation,
+    ngx_str_t *audience, const char *name, ngx_str_t *data, ngx_log_t *log)
+{
+    ngx_str_t  to, rooms[2];
+    u_char     buf[2][sizeof("conversation:") + 48];
+
+    if (conversation->len == 0 || conversation->len > 48
+        || tenant->len > 48)
+    {
+        return NGX_DECLINED;
+    }
+
+    rooms[0].data = buf[0];
+    rooms[0].len = ngx_sprintf(buf[0], "conversation:%V", conversation)
+                   - buf[0];
+    rooms[1].data = buf[1];
+    rooms[1].len = ngx_sprintf(buf[1], "tenant:%V", tenant) - buf[1];
+
+    if (audience && audience->len) {
+        to = *audience;
+
+    } else {
+        ngx_str_set(&to, "staff");
+    }
+
+    return orbit_rt_broadcast(tenant, rooms, 2, &to, name, data, NULL, log);
+}

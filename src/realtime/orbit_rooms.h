@@ -102,6 +102,14 @@ ngx_int_t orbit_rt_broadcast(ngx_str_t *tenant, ngx_str_t *rooms,
 #define orbit_rt_publish(tenant, room, name, data, from, log)                 \
     orbit_rt_broadcast(tenant, room, 1, NULL, name, data, from, log)
 
+/*
+ * An inbox event (new_message, message_status, message_updated): to the
+ * conversation's room and the tenant's, heard by audience there ("staff"
+ * when NULL or empty).
+ */
+ngx_int_t orbit_rt_inbox_event(ngx_str_t *tenant, ngx_str_t *conversation,
+    ngx_str_t *audience, const char *name, ngx_str_t *data, ngx_log_t *log);
+
 /* may a socket of user, of role, hear ev (its audience) */
 ngx_uint_t orbit_rt_audience(ngx_str_t *to, ngx_uint_t role,
     ngx_str_t *user);
