@@ -239,6 +239,13 @@ ngx_http_orbit_pg(void)
 }
 
 
+orbit_jobs_t *
+ngx_http_orbit_jobs(void)
+{
+    return ngx_http_orbit_conf() ? ngx_http_orbit_conf()->job_queue : NULL;
+}
+
+
 orbit_redis_t *
 ngx_http_orbit_redis(void)
 {

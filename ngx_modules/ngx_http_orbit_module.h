@@ -56,6 +56,7 @@ extern ngx_module_t  ngx_http_orbit_module;
 /* The worker's drivers; NULL when not configured (or in the master). */
 orbit_pg_pool_t *ngx_http_orbit_pg(void);
 orbit_redis_t *ngx_http_orbit_redis(void);
+orbit_jobs_t *ngx_http_orbit_jobs(void);
 orbit_http_client_t *ngx_http_orbit_http_client(void);
 orbit_secrets_t *ngx_http_orbit_secrets(void);
 ngx_thread_pool_t *ngx_http_orbit_thread_pool(void);

@@ -110,7 +110,7 @@ is(scalar keys %$n, $N, "all $N messages stored");
 is(scalar(grep { $_ != 1 } values %$n), 0, '... each exactly once');
 is(psql("SELECT sum(unread_count) FROM conversations WHERE tenant_id"
         . " = '$tid'"), $N, 'the unread counts add up to the messages');
-is(psql("SELECT messages_in_month FROM tenant_counters WHERE tenant_id"
+is(psql("SELECT sum(messages_in_month) FROM tenant_counters WHERE tenant_id"
         . " = '$tid'"), $N, '... and so does the month\'s counter');
 
 $t->stop;

@@ -401,7 +401,7 @@ my $k2 = psql("WITH c AS (INSERT INTO contacts (tenant_id, name)"
               . " VALUES ('$ta', 'No Phone') RETURNING id, tenant_id),"
               . " k AS (INSERT INTO tenant_counters AS t (tenant_id,"
               . " contacts) SELECT tenant_id, 1 FROM c ON CONFLICT"
-              . " (tenant_id) DO UPDATE SET contacts = t.contacts + 1)"
+              . " (tenant_id, shard) DO UPDATE SET contacts = t.contacts + 1)"
               . " SELECT id FROM c");
 my $conn = psql("SELECT id FROM channel_connections WHERE account_id"
                 . " = '$number'");

@@ -10,7 +10,8 @@
  * and stores it; the 200 goes out after the commit (ARCHITECTURE rule 4).
  * Then each stored message or status is published once, to its
  * conversation's room and its tenant's room, heard there by the tenant's
- * staff and the conversation's assignee.
+ * staff and the conversation's assignee, and the jobs enqueued with a
+ * message are woken in this worker (they come without NOTIFY, 016).
  *
  * Group commit: a worker has at most ORBIT_PIPELINE_IN_FLIGHT statements
  * running.  Webhooks that come meanwhile wait, and the next statement
@@ -90,6 +91,7 @@ static void orbit_pipeline_gone(void *data);
 static void orbit_pipeline_results(json_t *results, size_t first, size_t n,
     orbit_pipeline_count_t *c, ngx_log_t *log);
 static void orbit_pipeline_publish(ngx_log_t *log, json_t *result);
+static void orbit_pipeline_wake(json_t *kinds);
 static void orbit_pipeline_store_done(orbit_pg_query_t *q, PGresult *res);
 static ngx_int_t orbit_pipeline_answer(orbit_api_req_t *ar,
     orbit_pipeline_count_t *n);
@@ -635,6 +637,32 @@ orbit_pipeline_results(json_t *results, size_t first, size_t n,
         }
 
         orbit_pipeline_publish(log, r);
+        orbit_pipeline_wake(json_object_get(r, "jobs"));
+    }
+}
+
+
+/*
+ * The jobs orbit_inbound() enqueued with a message (a flow's trigger, a
+ * media copy) are claimed by this worker now that they are committed:
+ * orbit_inbound() inserts them without NOTIFY, which would serialize the
+ * pipeline's commits (016).  A worker that does not run a kind leaves it
+ * to the others' next poll.
+ */
+
+static void
+orbit_pipeline_wake(json_t *kinds)
+{
+    size_t       i;
+    const char  *kind;
+
+    for (i = 0; i < json_array_size(kinds); i++) {
+        kind = json_string_value(json_array_get(kinds, i));
+
+        if (kind) {
+            (void) orbit_jobs_wake(ngx_http_orbit_jobs(), (u_char *) kind,
+                                   ngx_strlen(kind));
+        }
     }
 }
 

@@ -346,8 +346,16 @@ orbit_pg_ready(orbit_pg_conn_t *pc)
         }
     }
 
+    /*
+     * Last in, first out (as PgBouncer does): the connection used last is
+     * the one taken next, so a load that needs few connections keeps to
+     * few backends, whose caches stay warm.  Taken in turn, two statements
+     * in flight went round all the pool's backends (the inbound benchmark
+     * ran a third slower).
+     */
+
     if (!pc->in_idle) {
-        ngx_queue_insert_tail(&pool->idle, &pc->idle);
+        ngx_queue_insert_head(&pool->idle, &pc->idle);
         pc->in_idle = 1;
     }
 }

@@ -549,18 +549,34 @@ orbit_jobs_notified(void *data, const char *channel, const char *payload)
 {
     orbit_jobs_t  *jobs = data;
 
-    if (jobs->stopping
-        || orbit_jobs_handler(jobs, (u_char *) payload, ngx_strlen(payload))
-           == NULL)
+    if (orbit_jobs_wake(jobs, (u_char *) payload, ngx_strlen(payload))
+        == NGX_OK)
     {
-        return;
+        jobs->notified++;
     }
+}
 
-    jobs->notified++;
+
+/*
+ * Jobs of a kind were enqueued (a NOTIFY, or this worker's own committed
+ * insert): a claim soon, when the kind is one of ours.  NGX_DECLINED: it
+ * is not, or the worker is stopping.
+ */
+
+ngx_int_t
+orbit_jobs_wake(orbit_jobs_t *jobs, u_char *kind, size_t len)
+{
+    if (jobs == NULL || jobs->stopping
+        || orbit_jobs_handler(jobs, kind, len) == NULL)
+    {
+        return NGX_DECLINED;
+    }
 
     if (!jobs->wake.posted) {
         ngx_post_event(&jobs->wake, &ngx_posted_events);
     }
+
+    return NGX_OK;
 }
 
 

@@ -126,6 +126,10 @@ orbit_jobs_t *orbit_jobs_create(ngx_cycle_t *cycle, orbit_jobs_conf_t *jc,
     orbit_pg_pool_t *pg);
 void orbit_jobs_destroy(orbit_jobs_t *jobs);
 
+/* jobs of a kind were committed by their inserter, without NOTIFY (016):
+ * claims them when the kind is ours; NGX_DECLINED otherwise */
+ngx_int_t orbit_jobs_wake(orbit_jobs_t *jobs, u_char *kind, size_t len);
+
 /* ends a run: exactly once per handler call; out is copied */
 void orbit_job_finish(orbit_job_t *job, orbit_job_outcome_t *out);
 

@@ -140,7 +140,7 @@ sub make_conversation {
                  . " VALUES ('$tid', '+1557%07d') RETURNING id, tenant_id),"
                  . " k AS (INSERT INTO tenant_counters AS t (tenant_id,"
                  . " contacts) SELECT tenant_id, 1 FROM c ON CONFLICT"
-                 . " (tenant_id) DO UPDATE SET contacts = t.contacts + 1)"
+                 . " (tenant_id, shard) DO UPDATE SET contacts = t.contacts + 1)"
                  . " SELECT id FROM c", ++$phones + $$ % 1000 * 1000);
     my $a = $assignee ? "'$assignee'" : 'NULL';
     return psql("INSERT INTO conversations (tenant_id, contact_id, channel,"
