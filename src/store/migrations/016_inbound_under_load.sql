@@ -330,13 +330,16 @@ BEGIN
             statuses, created_at)
         SELECT g.msg_id, g.tenant_id, cv.id, 'inbound', g.i ->> 'type',
                g.i -> 'content', 'received',
-               COALESCE(
+               -- looked up for replies only: a plan made while
+               -- message_refs was empty scans it whole (until the next
+               -- ANALYZE), which every message paid for
+               CASE WHEN g.i ->> 'replyTo' IS NOT NULL THEN COALESCE(
                    (SELECT rr.message_id FROM message_refs rr
                     WHERE rr.connection_id = g.conn_id
                       AND rr.provider_message_id = g.i ->> 'replyTo'),
                    (SELECT f2.msg_id FROM fresh f2
                     WHERE f2.conn_id = g.conn_id
-                      AND f2.pid = g.i ->> 'replyTo')),
+                      AND f2.pid = g.i ->> 'replyTo')) END,
                g.pid,
                CASE WHEN g.i ? 'timestamp'
                     THEN jsonb_build_object('sent', g.i -> 'timestamp')
