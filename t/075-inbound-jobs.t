@@ -11,13 +11,15 @@ use strict;
 use warnings;
 use Test::More;
 use Time::HiRes qw(time sleep);
+use File::Spec;
 use Orbit::Test;
 use Orbit::Fake;
 
 my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 my $W = Orbit::Nginx::valgrind_enabled() ? 30 : 8;
 
-my $servroot = $ENV{TEST_NGINX_SERVROOT} // 't/servroot';
+my $servroot = File::Spec->rel2abs($ENV{TEST_NGINX_SERVROOT}
+                                   // 't/servroot');
 my $wa = Orbit::Fake->start('whatsapp');
 
 my $t = orbit_nginx(workers => 1, http_extra => <<"_EOC_");
