@@ -239,10 +239,27 @@ ngx_http_orbit_pg(void)
 }
 
 
-orbit_jobs_t *
-ngx_http_orbit_jobs(void)
+/*
+ * Jobs of a kind committed without NOTIFY (the pipeline's, 016): this
+ * worker claims them, or, when it claims nothing (no queue, or stopping),
+ * the other workers and nodes are told by a NOTIFY of its own.
+ */
+
+void
+ngx_http_orbit_jobs_wake(const char *kind)
 {
-    return ngx_http_orbit_conf() ? ngx_http_orbit_conf()->job_queue : NULL;
+    ngx_http_orbit_main_conf_t  *omcf;
+
+    omcf = ngx_http_orbit_conf();
+    if (omcf == NULL) {
+        return;
+    }
+
+    if (orbit_jobs_wake(omcf->job_queue, (u_char *) kind, ngx_strlen(kind))
+        == NGX_ABORT)
+    {
+        (void) orbit_jobs_notify(omcf->pg_pool, kind, ngx_cycle->log);
+    }
 }
 
 

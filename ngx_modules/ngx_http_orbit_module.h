@@ -56,7 +56,6 @@ extern ngx_module_t  ngx_http_orbit_module;
 /* The worker's drivers; NULL when not configured (or in the master). */
 orbit_pg_pool_t *ngx_http_orbit_pg(void);
 orbit_redis_t *ngx_http_orbit_redis(void);
-orbit_jobs_t *ngx_http_orbit_jobs(void);
 orbit_http_client_t *ngx_http_orbit_http_client(void);
 orbit_secrets_t *ngx_http_orbit_secrets(void);
 ngx_thread_pool_t *ngx_http_orbit_thread_pool(void);
@@ -67,6 +66,9 @@ ngx_shm_zone_t *ngx_http_orbit_apikey_zone(void);
  * at the latest). */
 ngx_int_t ngx_http_orbit_jobs_register(ngx_conf_t *cf, const char *kind,
     orbit_job_handler_pt handler, void *data);
+
+/* Jobs of a kind committed without NOTIFY: woken here, or the others told. */
+void ngx_http_orbit_jobs_wake(const char *kind);
 
 
 #endif /* _NGX_HTTP_ORBIT_MODULE_H_INCLUDED_ */

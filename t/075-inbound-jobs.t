@@ -12,6 +12,7 @@ use warnings;
 use Test::More;
 use Time::HiRes qw(time sleep);
 use File::Spec;
+use IO::Handle;
 use Orbit::Test;
 use Orbit::Fake;
 
@@ -45,18 +46,40 @@ my $hook = "http://127.0.0.1:$port/api/v1/whatsapp/webhook";
 my $app_secret = secret('META_APP_SECRET');
 my $cust = '1555' . substr(uniq(''), -7);
 
-# the notifications of orbit_jobs while the webhooks come, by psql
+# the notifications of orbit_jobs while the webhooks come, by a psql that
+# LISTENs; listen_heard() ends it and returns the kinds it heard
 my $heard = "$servroot/notifications.txt";
-my $listener = fork // die "fork: $!";
-if ($listener == 0) {
-    open STDOUT, '>', $heard or die "$heard: $!";
-    open STDERR, '>&', \*STDOUT;
-    exec 'psql', '-X', '-q', '-h', '127.0.0.1', '-p', $ENV{TEST_NGINX_PG_PORT},
-         '-U', 'postgres', '-d', 'orbit',
-         '-c', 'LISTEN orbit_jobs', '-c', 'SELECT pg_sleep(4)';
-    exit 1;
+sub listen_start {
+    local $ENV{PGAPPNAME} = 't075-listener';
+    open my $fh, '|-', "psql -X -q -h 127.0.0.1 -p $ENV{TEST_NGINX_PG_PORT}"
+                       . " -U postgres -d orbit > $heard 2>&1"
+        or die "psql: $!";
+    $fh->autoflush(1);
+    print $fh "LISTEN orbit_jobs;\n";
+    wait_until(10, sub {
+        psql("SELECT count(*) FROM pg_stat_activity"
+             . " WHERE application_name = 't075-listener'"
+             . " AND state = 'idle' AND query ILIKE 'LISTEN%'") }) or die;
+    return $fh;
 }
-sleep 0.5;
+sub listen_heard {
+    my ($fh, $want) = @_;
+    my @kinds;
+    my $read = sub {
+        print $fh "SELECT 1;\n";
+        open my $in, '<', $heard or die "$heard: $!";
+        @kinds = map { /payload "([^"]+)"/ ? $1 : () } <$in>;
+        close $in;
+        return !defined $want || grep { $_ eq $want } @kinds;
+    };
+    wait_until($W, $read);
+    close $fh;
+    open my $in, '<', $heard or die "$heard: $!";
+    @kinds = map { /payload "([^"]+)"/ ? $1 : () } <$in>;
+    close $in;
+    return @kinds;
+}
+my $listener = listen_start();
 
 # --- a text: its flow trigger, enqueued and named, without NOTIFY
 $r = $wa->emit(url => $hook, app_secret => $app_secret,
@@ -94,10 +117,11 @@ $r = api($t, 'POST', '/api/v1/messages', token => $tok,
                    content => { text => 'Hello Dora' } });
 is($r->{status}, 201, 'an agent answers') or diag($r->{body});
 
-waitpid $listener, 0;
-open my $fh, '<', $heard or die "$heard: $!";
-my @kinds = map { /payload "([^"]+)"/ ? $1 : () } <$fh>;
-close $fh;
+ok(wait_until($W, sub {
+    psql("SELECT count(*) FROM jobs WHERE kind = 'message.send'"
+         . " AND payload->>'conversationId' = '$conv'") }),
+   '... its message.send enqueued');
+my @kinds = listen_heard($listener, 'message.send');
 ok(scalar(grep { $_ eq 'message.send' } @kinds),
    'the reply\'s message.send was notified');
 is(scalar(grep { $_ eq 'flow.trigger' || $_ eq 'media.fetch' } @kinds), 0,
@@ -121,6 +145,24 @@ is(psql("BEGIN; SELECT string_agg(coalesce(r->>'jobs', '-'), ' ')"
         . " ROLLBACK"),
    '["flow.trigger"] ["flow.trigger", "media.fetch"] -',
    'orbit_inbound() names each message\'s jobs, a status none');
+
+$t->stop;
+no_bad_log($t);
+
+# --- a worker that runs no jobs tells the others, by a NOTIFY of its own
+$t = orbit_nginx(workers => 1, http_extra => <<"_EOC_");
+orbit_channel_api whatsapp @{[ $wa->url ]}/v21.0;
+orbit_jobs off;
+_EOC_
+$t->start;
+$listener = listen_start();
+$r = $wa->emit(url => $hook, app_secret => $app_secret,
+               payload => wa_text(phone_number_id => $pn, wa_id => $cust,
+                                  name => 'Dora', body => 'Anyone?'));
+is($r->{status}, 200, 'a message to a worker with orbit_jobs off');
+@kinds = listen_heard($listener, 'flow.trigger');
+is(scalar(grep { $_ eq 'flow.trigger' } @kinds), 1,
+   '... its flow trigger notified to the others, once') or diag("@kinds");
 
 $t->stop;
 no_bad_log($t);

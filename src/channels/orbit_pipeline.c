@@ -93,11 +93,9 @@ static void orbit_pipeline_loaded(orbit_api_req_t *ar, PGresult *res);
 static ngx_int_t orbit_pipeline_take(orbit_channel_in_t *in);
 static void orbit_pipeline_flush(void);
 static void orbit_pipeline_batch_done(orbit_pg_query_t *q, PGresult *res);
-static void orbit_pipeline_stored(orbit_pipeline_wait_t *w, json_t *results,
-    size_t first);
 static void orbit_pipeline_gone(void *data);
 static void orbit_pipeline_results(json_t *results, size_t first, size_t n,
-    orbit_pipeline_count_t *c, ngx_log_t *log);
+    orbit_pipeline_count_t *c, json_t *kinds, ngx_log_t *log);
 static void orbit_pipeline_publish(ngx_log_t *log, json_t *result);
 static void orbit_pipeline_wake(json_t *kinds);
 static void orbit_pipeline_store_done(orbit_pg_query_t *q, PGresult *res);
@@ -467,10 +465,12 @@ orbit_pipeline_batch_done(orbit_pg_query_t *q, PGresult *res)
     orbit_pipeline_batch_t  *b = q->data;
 
     size_t                  first;
-    json_t                 *results;
+    json_t                 *results, *kinds;
     ngx_int_t               rc;
-    ngx_uint_t              i;
+    ngx_uint_t              i, stored;
+    ngx_log_t              *log;
     orbit_api_req_t        *ar;
+    orbit_pipeline_count_t  n;
     orbit_pipeline_slot_t  *slot;
     orbit_pipeline_wait_t  *w;
 
@@ -491,23 +491,32 @@ orbit_pipeline_batch_done(orbit_pg_query_t *q, PGresult *res)
                              0, NULL);
     }
 
+    kinds = json_array();
     first = 0;
     slot = b->slots.elts;
 
     for (i = 0; i < b->slots.nelts; first += slot[i].nitems, i++) {
         w = slot[i].w;
+        log = w ? w->in->ar->r->connection->log : ngx_cycle->log;
+
+        stored = json_is_array(results)
+                 && first + slot[i].nitems <= json_array_size(results);
+
+        if (stored) {
+            /* counted and published, also when its client went */
+            orbit_pipeline_results(results, first, slot[i].nitems, &n,
+                                   kinds, log);
+        }
 
         if (w == NULL) {
-            continue;           /* its client went: stored all the same */
+            continue;
         }
 
         w->done = 1;
         ar = w->in->ar;
 
-        if (json_is_array(results)
-            && first + w->nitems <= json_array_size(results))
-        {
-            orbit_pipeline_stored(w, results, first);
+        if (stored) {
+            orbit_api_finish(ar, orbit_pipeline_answer(ar, &n));
             continue;
         }
 
@@ -524,6 +533,9 @@ orbit_pipeline_batch_done(orbit_pg_query_t *q, PGresult *res)
         orbit_api_finish(ar, rc);
     }
 
+    orbit_pipeline_wake(kinds);
+
+    json_decref(kinds);
     json_decref(results);
     ngx_destroy_pool(b->pool);
 }
@@ -579,31 +591,18 @@ orbit_pipeline_challenge(orbit_channel_in_t *in)
 }
 
 
-/* committed: count, publish, answer */
-
-static void
-orbit_pipeline_stored(orbit_pipeline_wait_t *w, json_t *results, size_t first)
-{
-    orbit_api_req_t         *ar;
-    orbit_pipeline_count_t   n;
-
-    ar = w->in->ar;
-
-    orbit_pipeline_results(results, first, w->nitems, &n,
-                           ar->r->connection->log);
-
-    orbit_api_finish(ar, orbit_pipeline_answer(ar, &n));
-}
-
-
-/* n results of orbit_inbound() from first: counted, and published */
+/*
+ * n results of orbit_inbound() from first: counted, and published; the
+ * kinds of the jobs that came with the messages added to kinds, once.
+ */
 
 static void
 orbit_pipeline_results(json_t *results, size_t first, size_t n,
-    orbit_pipeline_count_t *c, ngx_log_t *log)
+    orbit_pipeline_count_t *c, json_t *kinds, ngx_log_t *log)
 {
-    size_t   i;
-    json_t  *r;
+    size_t       i, j, k;
+    json_t      *r, *jobs, *kind;
+    const char  *reason, *event;
 
     ngx_memzero(c, sizeof(orbit_pipeline_count_t));
     c->received = n;
@@ -612,9 +611,9 @@ orbit_pipeline_results(json_t *results, size_t first, size_t n,
         r = json_array_get(results, i);
 
         if (!json_is_true(json_object_get(r, "ok"))) {
-            if (ngx_strcmp(json_string_value(json_object_get(r, "reason")),
-                           "unknown_account") == 0)
-            {
+            reason = json_string_value(json_object_get(r, "reason"));
+
+            if (reason && ngx_strcmp(reason, "unknown_account") == 0) {
                 c->unknown_accounts++;
 
             } else {
@@ -633,9 +632,9 @@ orbit_pipeline_results(json_t *results, size_t first, size_t n,
             continue;
         }
 
-        if (ngx_strcmp(json_string_value(json_object_get(r, "event")),
-                       "message_status") == 0)
-        {
+        event = json_string_value(json_object_get(r, "event"));
+
+        if (event && ngx_strcmp(event, "message_status") == 0) {
             c->statuses++;
 
         } else {
@@ -643,17 +642,31 @@ orbit_pipeline_results(json_t *results, size_t first, size_t n,
         }
 
         orbit_pipeline_publish(log, r);
-        orbit_pipeline_wake(json_object_get(r, "jobs"));
+
+        jobs = json_object_get(r, "jobs");
+
+        for (j = 0; j < json_array_size(jobs); j++) {
+            kind = json_array_get(jobs, j);
+
+            for (k = 0; k < json_array_size(kinds); k++) {
+                if (json_equal(kind, json_array_get(kinds, k))) {
+                    break;
+                }
+            }
+
+            if (k == json_array_size(kinds) && json_is_string(kind)) {
+                (void) json_array_append(kinds, kind);
+            }
+        }
     }
 }
 
 
 /*
- * The jobs orbit_inbound() enqueued with a message (a flow's trigger, a
- * media copy) are claimed by this worker now that they are committed:
- * orbit_inbound() inserts them without NOTIFY, which would serialize the
- * pipeline's commits (016).  A worker that does not run a kind leaves it
- * to the others' next poll.
+ * The jobs orbit_inbound() enqueued with the messages (flows' triggers,
+ * media copies), committed: orbit_inbound() inserts them without NOTIFY,
+ * which would serialize the pipeline's commits (016), so they are woken
+ * here, each kind once (ngx_http_orbit_jobs_wake).
  */
 
 static void
@@ -666,8 +679,7 @@ orbit_pipeline_wake(json_t *kinds)
         kind = json_string_value(json_array_get(kinds, i));
 
         if (kind) {
-            (void) orbit_jobs_wake(ngx_http_orbit_jobs(), (u_char *) kind,
-                                   ngx_strlen(kind));
+            ngx_http_orbit_jobs_wake(kind);
         }
     }
 }
@@ -784,7 +796,7 @@ orbit_pipeline_store_done(orbit_pg_query_t *q, PGresult *res)
 {
     orbit_pipeline_store_t  *ps = q->data;
 
-    json_t                  *results;
+    json_t                  *results, *kinds;
     orbit_pipeline_count_t   n;
 
     ps->rc = NGX_ERROR;
@@ -799,9 +811,12 @@ orbit_pipeline_store_done(orbit_pg_query_t *q, PGresult *res)
 
     if (json_is_array(results)) {
         ps->rc = NGX_OK;
+        kinds = json_array();
 
         orbit_pipeline_results(results, 0, json_array_size(results), &n,
-                               ps->log);
+                               kinds, ps->log);
+        orbit_pipeline_wake(kinds);
+        json_decref(kinds);
 
         ps->stored = n.stored;
         ps->duplicates = n.duplicates;

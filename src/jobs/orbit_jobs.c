@@ -106,6 +106,7 @@ static void orbit_jobs_claim(orbit_jobs_t *jobs);
 static void orbit_jobs_claimed(orbit_pg_query_t *q, PGresult *res);
 static void orbit_jobs_seed(orbit_jobs_t *jobs);
 static void orbit_jobs_seeded(orbit_pg_query_t *q, PGresult *res);
+static void orbit_jobs_notify_done(orbit_pg_query_t *q, PGresult *res);
 static ngx_int_t orbit_jobs_maintain(orbit_job_t *job);
 
 
@@ -560,15 +561,17 @@ orbit_jobs_notified(void *data, const char *channel, const char *payload)
 /*
  * Jobs of a kind were enqueued (a NOTIFY, or this worker's own committed
  * insert): a claim soon, when the kind is one of ours.  NGX_DECLINED: it
- * is not, or the worker is stopping.
+ * is not; NGX_ABORT: this worker claims nothing (no queue, or stopping).
  */
 
 ngx_int_t
 orbit_jobs_wake(orbit_jobs_t *jobs, u_char *kind, size_t len)
 {
-    if (jobs == NULL || jobs->stopping
-        || orbit_jobs_handler(jobs, kind, len) == NULL)
-    {
+    if (jobs == NULL || jobs->stopping) {
+        return NGX_ABORT;
+    }
+
+    if (orbit_jobs_handler(jobs, kind, len) == NULL) {
         return NGX_DECLINED;
     }
 
@@ -577,6 +580,74 @@ orbit_jobs_wake(orbit_jobs_t *jobs, u_char *kind, size_t len)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The other workers and nodes told of a kind's committed jobs, by a
+ * NOTIFY of its own (a transaction of one statement, after theirs): for
+ * an inserter whose own worker claims nothing.  Nothing is waited for.
+ */
+
+ngx_int_t
+orbit_jobs_notify(orbit_pg_pool_t *pg, const char *kind, ngx_log_t *log)
+{
+    size_t             len;
+    u_char            *p;
+    ngx_pool_t        *pool;
+    const char       **v;
+    orbit_pg_query_t  *q;
+
+    if (pg == NULL) {
+        return NGX_ERROR;
+    }
+
+    pool = ngx_create_pool(512, log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_strlen(kind);
+
+    q = orbit_pg_query_create(pool);
+    v = ngx_palloc(pool, sizeof(const char *));
+    p = ngx_pnalloc(pool, len + 1);
+
+    if (q == NULL || v == NULL || p == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    *ngx_cpymem(p, kind, len) = '\0';
+    v[0] = (const char *) p;
+
+    q->sql = "SELECT pg_notify('" ORBIT_JOBS_CHANNEL "', $1)";
+    q->nparams = 1;
+    q->values = v;
+    q->handler = orbit_jobs_notify_done;
+    q->data = pool;
+
+    if (orbit_pg_query_send(pg, q) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+orbit_jobs_notify_done(orbit_pg_query_t *q, PGresult *res)
+{
+    ngx_pool_t  *pool = q->data;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ngx_log_error(NGX_LOG_WARN, pool->log, 0,
+                      "orbit jobs: NOTIFY not sent: %s",
+                      res ? PQresultErrorMessage(res) : "no answer");
+    }
+
+    ngx_destroy_pool(pool);
 }
 
 

@@ -127,8 +127,11 @@ orbit_jobs_t *orbit_jobs_create(ngx_cycle_t *cycle, orbit_jobs_conf_t *jc,
 void orbit_jobs_destroy(orbit_jobs_t *jobs);
 
 /* jobs of a kind were committed by their inserter, without NOTIFY (016):
- * claims them when the kind is ours; NGX_DECLINED otherwise */
+ * claims them when the kind is ours; NGX_DECLINED: not ours; NGX_ABORT:
+ * this worker claims nothing (then orbit_jobs_notify tells the others) */
 ngx_int_t orbit_jobs_wake(orbit_jobs_t *jobs, u_char *kind, size_t len);
+ngx_int_t orbit_jobs_notify(orbit_pg_pool_t *pg, const char *kind,
+    ngx_log_t *log);
 
 /* ends a run: exactly once per handler call; out is copied */
 void orbit_job_finish(orbit_job_t *job, orbit_job_outcome_t *out);
