@@ -179,7 +179,7 @@ orbit_send_params(ngx_pool_t *pool, json_t *body, ngx_str_t *tenant,
     ngx_str_t *user, const char *role, const char ***values)
 {
     char         *text;
-    const char  **v;
+    const char   *s, **v;
 
     v = ngx_pcalloc(pool, ORBIT_SEND_PARAMS * sizeof(char *));
     if (v == NULL) {
@@ -193,8 +193,23 @@ orbit_send_params(ngx_pool_t *pool, json_t *body, ngx_str_t *tenant,
         v[2] = role;
     }
 
-    v[3] = json_string_value(json_object_get(body, "conversationId"));
-    v[5] = json_string_value(json_object_get(body, "replyToId"));
+    /*
+     * Copied: the values are read when the statement is sent, which may
+     * be after body is gone (a socket's send_message waits for a free
+     * connection, its frame released meanwhile).
+     */
+
+    s = json_string_value(json_object_get(body, "conversationId"));
+
+    if (s && (v[3] = orbit_api_strdup(pool, s)) == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = json_string_value(json_object_get(body, "replyToId"));
+
+    if (s && (v[5] = orbit_api_strdup(pool, s)) == NULL) {
+        return NGX_ERROR;
+    }
 
     text = json_dumps(body, JSON_COMPACT);
     if (text == NULL) {
